@@ -1,0 +1,169 @@
+"""What each `unmask` sub-command does; imported lazily so `--help` stays fast."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from unmask.core.exceptions import ConfigurationError
+from unmask.core.settings import Settings, load_settings
+
+log = logging.getLogger("unmask")
+
+
+def check_weights(settings: Settings) -> Path:
+    """Refuse to run a service without real classifier weights."""
+    from unmask.detector.registry import read_checkpoint, resolve_weights
+
+    path = resolve_weights(settings.model, settings.weights)
+    read_checkpoint(path)
+    return path
+
+
+def upgrade_db(settings: Settings) -> None:
+    from unmask.migrations import upgrade
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url)
+
+
+def set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def serve(settings: Settings, host: str, port: int, threads: int) -> None:
+    from waitress import serve as waitress_serve
+
+    from unmask.api import create_app
+
+    waitress_serve(create_app(settings), host=host, port=port, threads=threads, ident="unmask")
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+def run_up(args: argparse.Namespace) -> int:
+    overrides = {"data_dir": args.data_dir.resolve()} if args.data_dir else {}
+    settings = load_settings(**overrides)
+    weights = check_weights(settings)
+    upgrade_db(settings)
+    env = dict(os.environ, UNMASK_DATA_DIR=str(settings.data_dir.resolve()))
+    worker = subprocess.Popen([sys.executable, "-m", "unmask", "worker", "--loglevel", "warning"],
+                              env=env)
+    url = f"http://{args.host}:{args.port}"
+    print(f"Unmask is up at {url}  (data in {settings.data_dir.resolve()}, weights {weights.name})")
+    print(f"  curl -F image=@face.jpg {url}/v1/jobs      Ctrl-C stops it")
+    signal.signal(signal.SIGTERM, _interrupt)  # stop as cleanly on SIGTERM as on Ctrl-C
+    try:
+        serve(settings, args.host, args.port, threads=8)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+    return 0
+
+
+def run_api(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    serve(settings, args.host, args.port, args.threads)
+    return 0
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    check_weights(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    from celery.signals import worker_process_init
+
+    from unmask.worker.app import create_celery
+    from unmask.worker.runtime import get_runtime
+
+    app = create_celery(settings)
+    if settings.worker_concurrency == 1:
+        get_runtime(settings)  # solo pool: load the model here, before taking tasks
+        pool = ["--pool=solo"]
+    else:
+        worker_process_init.connect(lambda **_: get_runtime(settings), weak=False)
+        pool = ["--pool=prefork", f"--concurrency={settings.worker_concurrency}"]
+    app.worker_main(["worker", "-Q", "unmask", f"--loglevel={args.loglevel}",
+                     "--without-gossip", "--without-mingle", *pool])
+    return 0
+
+
+def run_db(args: argparse.Namespace) -> int:
+    from unmask.migrations import downgrade
+
+    settings = load_settings()
+    if args.action == "upgrade":
+        upgrade_db(settings)
+        print(f"database at head: {settings.resolved_database_url.split('@')[-1]}")
+    else:
+        if not args.revision:
+            raise ConfigurationError("db downgrade needs a revision, e.g. `base`")
+        downgrade(settings.resolved_database_url, args.revision)
+    return 0
+
+
+def predictor_from_args(args: argparse.Namespace):  # noqa: ANN201
+    from unmask.detector.predictor import Predictor
+
+    set_threads(args.threads)
+    return Predictor.from_settings(weights=args.weights, model_name=args.model, device=args.device)
+
+
+def run_scan(args: argparse.Namespace) -> int:
+    from unmask.detector.scan import scan_paths
+
+    report = scan_paths(predictor_from_args(args), args.paths, args.out,
+                        overlays=not args.no_overlays)
+    counts: dict[str, int] = {}
+    for row in report["images"]:
+        counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
+    print(f"{len(report['images'])} images: {json.dumps(counts)}; report {args.out / 'report.json'}")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from unmask.detector.evaluate import evaluate
+
+    metrics = evaluate(predictor_from_args(args), args.data, args.out, args.cache)
+    shown = {k: v for k, v in metrics.items() if k not in ("by_source",)}
+    print(json.dumps(shown, indent=2))
+    for source, m in metrics.get("by_source", {}).items():
+        auc = "–" if m["auc"] is None else f"{m['auc']:.3f}"
+        acc = "–" if m["accuracy"] is None else f"{m['accuracy']:.3f}"
+        print(f"  {source:14s} n={m['n']:5d} auc={auc} accuracy={acc} no_face={m['no_face']}")
+    print(f"report: {args.out / 'metrics.json'}")
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from unmask.detector.fit import fit_model
+    from unmask.detector.train import TrainOptions
+
+    set_threads(args.threads)
+    options = TrainOptions(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+        sbi_ratio=args.sbi_ratio, balance_sources=not args.no_balance,
+        samples_per_epoch=args.samples_per_epoch, checkpoint_every=args.checkpoint_every,
+        max_steps=args.max_steps,
+        val_sources=[s for s in args.val_sources.split(",") if s])
+    weights = fit_model(args.data, args.out, model_name=args.model, options=options,
+                        cache_dir=args.cache, device=args.device, resume=args.resume)
+    if weights is None:
+        print(f"paused; continue with: unmask train ... --out {args.out} --resume")
+    else:
+        print(f"weights: {weights}\nmodel card: {args.out / 'MODEL_CARD.md'}")
+    return 0

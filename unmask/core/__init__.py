@@ -1,0 +1,1 @@
+"""Settings, domain services and exceptions; imports no Flask, torch or Celery."""

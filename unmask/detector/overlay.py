@@ -1,0 +1,68 @@
+"""Heatmap overlays: one per face crop, one for the whole image with boxes and labels."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+VERDICT_COLOURS = {
+    "fake": (230, 40, 40),
+    "uncertain": (245, 180, 20),
+    "real": (40, 180, 80),
+    "skipped": (150, 150, 150),
+}
+
+
+def jet(values: np.ndarray) -> np.ndarray:
+    """Map 0..1 floats to RGB uint8 with the classic jet ramp."""
+    v = np.clip(values, 0.0, 1.0)[..., None]
+    channels = np.concatenate([v - 0.75, v - 0.5, v - 0.25], axis=-1)  # r, g, b centres
+    rgb = np.clip(1.5 - np.abs(4.0 * channels), 0.0, 1.0)
+    return (rgb * 255).astype(np.uint8)
+
+
+def blend_heatmap(image: Image.Image, cam: np.ndarray, alpha: float = 0.45) -> Image.Image:
+    """Resize a 0..1 map to the image and blend its jet colours over it."""
+    heat = Image.fromarray((np.clip(cam, 0, 1) * 255).astype(np.uint8)).resize(
+        image.size, Image.BILINEAR
+    )
+    colours = Image.fromarray(jet(np.asarray(heat, dtype=np.float32) / 255.0))
+    return Image.blend(image.convert("RGB"), colours, alpha)
+
+
+def face_label(verdict: str, probability: float | None) -> str:
+    return verdict if probability is None else f"{verdict} {probability:.2f}"
+
+
+def whole_image_overlay(
+    image: Image.Image,
+    boxes: Sequence[tuple[float, float, float, float]],
+    cams: Sequence[np.ndarray | None],
+    labels: Sequence[tuple[str, float | None]],
+) -> Image.Image:
+    """Paste each face's heatmap back at its box, draw the boxes and score labels."""
+    canvas = image.convert("RGB").copy()
+    for box, cam in zip(boxes, cams):
+        if cam is None:
+            continue
+        x1, y1, x2, y2 = (int(round(v)) for v in box)
+        x1, y1 = max(x1, 0), max(y1, 0)
+        x2, y2 = min(x2, canvas.width), min(y2, canvas.height)
+        if x2 - x1 < 2 or y2 - y1 < 2:
+            continue
+        region = canvas.crop((x1, y1, x2, y2))
+        canvas.paste(blend_heatmap(region, cam), (x1, y1))
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default()
+    width = max(2, round(max(canvas.size) / 300))
+    for box, (verdict, prob) in zip(boxes, labels):
+        colour = VERDICT_COLOURS.get(verdict, VERDICT_COLOURS["skipped"])
+        draw.rectangle(box, outline=colour, width=width)
+        text = face_label(verdict, prob)
+        left, top = box[0], max(box[1] - 12, 0)
+        tb = draw.textbbox((left, top), text, font=font)
+        draw.rectangle(tb, fill=colour)
+        draw.text((left, top), text, fill=(255, 255, 255), font=font)
+    return canvas

@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy engine, sessions and models; the object store."""

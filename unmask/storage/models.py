@@ -1,0 +1,98 @@
+"""Typed SQLAlchemy models: the single metadata source for Alembic."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, datetime: DateTime(timezone=True)}
+
+
+class Job(Base):
+    """One image to analyse, owned by a tenant; Postgres holds the truth about its state."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_owner_created", "owner", "created_at", "id"),
+                      Index("ix_jobs_owner_status_created", "owner", "status", "created_at"))
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    owner: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+    source: Mapped[str] = mapped_column(String(16))  # upload | s3
+    input_bucket: Mapped[str] = mapped_column(String(255))
+    input_key: Mapped[str] = mapped_column(String(1024))
+    input_filename: Mapped[str | None] = mapped_column(String(255))
+    input_sha256: Mapped[str | None] = mapped_column(String(64))
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
+
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+
+    verdict: Mapped[str | None] = mapped_column(String(16))
+    fake_probability: Mapped[float | None] = mapped_column(Float)
+    image_width: Mapped[int | None]
+    image_height: Mapped[int | None]
+    overlay_key: Mapped[str | None] = mapped_column(String(1024))
+    # Provenance of the result: which model, which weights, which thresholds, which code.
+    model_name: Mapped[str | None] = mapped_column(String(64))
+    weights_sha256: Mapped[str | None] = mapped_column(String(64))
+    thresholds: Mapped[dict[str, Any] | None]
+    code_version: Mapped[str | None] = mapped_column(String(32))
+
+    faces: Mapped[list[Face]] = relationship(
+        back_populates="job", cascade="all, delete-orphan", order_by="Face.index",
+    )
+
+
+class Face(Base):
+    """One face found in a job's image, scored or skipped with a reason."""
+
+    __tablename__ = "faces"
+    __table_args__ = (UniqueConstraint("job_id", "index", name="uq_faces_job_index"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    index: Mapped[int] = mapped_column(Integer)
+    x1: Mapped[float] = mapped_column(Float)
+    y1: Mapped[float] = mapped_column(Float)
+    x2: Mapped[float] = mapped_column(Float)
+    y2: Mapped[float] = mapped_column(Float)
+    detection_probability: Mapped[float] = mapped_column(Float)
+    landmarks: Mapped[list[Any] | None] = mapped_column(JSON)
+    fake_probability: Mapped[float | None] = mapped_column(Float)
+    verdict: Mapped[str] = mapped_column(String(16))  # fake | real | uncertain | skipped
+    skip_reason: Mapped[str | None] = mapped_column(String(255))
+    overlay_key: Mapped[str | None] = mapped_column(String(1024))
+
+    job: Mapped[Job] = relationship(back_populates="faces")
+
+    @property
+    def box(self) -> list[float]:
+        return [self.x1, self.y1, self.x2, self.y2]

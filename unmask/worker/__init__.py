@@ -1,0 +1,1 @@
+"""Celery app factory and thin tasks; the work itself lives in core and detector."""
