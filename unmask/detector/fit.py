@@ -58,9 +58,9 @@ def fit_model(data_dir: Path, run_dir: Path, *, model_name: str, options: TrainO
     log.info("train %d crops, validation %d (%d from held-out sources)",
              len(train_set.labels), len(val_set.labels), int(held.sum()))
 
-    def on_epoch(logits: np.ndarray) -> dict:
+    def on_epoch(logits: np.ndarray, rows: np.ndarray) -> dict:
         probs = 1 / (1 + np.exp(-logits))
-        return {"validation": per_source(val_set.labels, probs, val_set.sources, config)}
+        return {"validation": per_source(val_set.labels[rows], probs, val_set.sources[rows], config)}
 
     model, finished = train(config, train_set, val_set, run_dir, options, dev, resume=resume,
                             on_epoch=on_epoch)

@@ -6,7 +6,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,19 +34,34 @@ class TrainOptions:
     sbi_ratio: float = 0.5  # chance a sampled real crop becomes a self-blended fake
     balance_sources: bool = True
     samples_per_epoch: int | None = None
+    real_share: float = 2 / 3  # sampling mass of real crops (before some become SBI fakes)
+    val_limit: int | None = 1500  # crops scored after each epoch; the final report uses all
     checkpoint_every: int = 50  # steps
     max_steps: int | None = None  # stop (resumably) after this many steps in this call
     val_sources: list[str] = field(default_factory=list)
 
 
-def sample_weights(labels: np.ndarray, sources: np.ndarray, balance: bool) -> np.ndarray:
-    """Equal total weight per (source, class) group when balancing, else uniform."""
+def sample_weights(labels: np.ndarray, sources: np.ndarray, balance: bool,
+                   real_share: float = 0.5) -> np.ndarray:
+    """Sampling probabilities. Balanced: each class gets its share, split equally among its
+    sources, so no single collection dominates what the model sees."""
     if not balance:
         return np.full(len(labels), 1.0 / len(labels))
-    groups = np.char.add(sources.astype(str), labels.astype(str))
-    _, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
-    weights = 1.0 / counts[inverse]
+    weights = np.zeros(len(labels))
+    for label, share in ((0, real_share), (1, 1.0 - real_share)):
+        in_class = labels == label
+        groups = np.unique(sources[in_class])
+        for source in groups:
+            members = in_class & (sources == source)
+            weights[members] = share / len(groups) / members.sum()
     return weights / weights.sum()
+
+
+def positive_weight(weights: np.ndarray, labels: np.ndarray, sbi_ratio: float) -> float:
+    """BCE pos_weight that evens out real and fake once SBI has turned some reals fake."""
+    p_real = float(weights[labels == 0].sum()) * (1 - sbi_ratio)
+    p_fake = 1.0 - p_real
+    return p_real / p_fake if p_real > 0 and p_fake > 0 else 1.0
 
 
 def epoch_order(n_samples: int, weights: np.ndarray, seed: int, epoch: int) -> np.ndarray:
@@ -74,11 +89,13 @@ class Trainer:
         self.model: nn.Module = ARCHITECTURES[config.arch]().to(device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=options.lr,
                                            weight_decay=options.weight_decay)
-        self.weights = sample_weights(train.labels, train.sources, options.balance_sources)
+        self.weights = sample_weights(train.labels, train.sources, options.balance_sources,
+                                      options.real_share)
         self.per_epoch = options.samples_per_epoch or len(train.labels)
         self.steps_per_epoch = max(1, self.per_epoch // options.batch_size)
         self.epoch, self.step, self.history = 0, 0, []
-        self.loss_fn = nn.BCEWithLogitsLoss()
+        pos = positive_weight(self.weights, train.labels, options.sbi_ratio)
+        self.loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pos, device=device))
 
     @property
     def checkpoint_path(self) -> Path:
@@ -129,7 +146,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return float(loss)
+        return float(loss.detach())
 
     def run_epoch(self, budget: int | None) -> tuple[bool, int]:
         """Train the rest of the current epoch; returns (finished, steps taken)."""
@@ -184,15 +201,23 @@ def train(config: ModelConfig, train_set: CropSet, val_set: CropSet, run_dir: Pa
         if not done:
             trainer.save()
             return trainer.model, False
-        logits = predict_logits(trainer.model, config, val_set.crops, device)
         record = {"epoch": trainer.epoch + 1, "seconds": round(time.monotonic() - started, 1)}
         if on_epoch is not None:
-            record.update(on_epoch(logits))
+            rows = epoch_validation_rows(len(val_set.labels), options.val_limit, options.seed)
+            logits = predict_logits(trainer.model, config, val_set.crops[rows], device)
+            record.update(on_epoch(logits, rows))
         trainer.history.append(record)
         (run_dir / "history.json").write_text(json.dumps(trainer.history, indent=2))
         trainer.epoch, trainer.step = trainer.epoch + 1, 0
         trainer.save()
     return trainer.model, True
+
+
+def epoch_validation_rows(n: int, limit: int | None, seed: int) -> np.ndarray:
+    """A fixed random subset of validation rows, so per-epoch checks stay cheap."""
+    if limit is None or n <= limit:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
 
 
 def split_by_sources(data: CropSet, val_sources: list[str], holdout: float, seed: int
@@ -207,6 +232,3 @@ def split_by_sources(data: CropSet, val_sources: list[str], holdout: float, seed
     val_mask = held | inside
     return data.subset(~val_mask), data.subset(val_mask), held[val_mask]
 
-
-def with_calibration(config: ModelConfig, **changes) -> ModelConfig:
-    return replace(config, **changes)
