@@ -21,8 +21,16 @@ def celery_config(settings: Settings) -> dict:
         "accept_content": ["json"],
         "task_default_queue": "unmask",
         "worker_hijack_root_logger": False,
-        "broker_transport_options": {"visibility_timeout": 3600},
+        "broker_transport_options": transport_options(settings.resolved_broker_url),
     }
+
+
+def transport_options(url: str) -> dict:
+    """Redis redelivers unacknowledged tasks after the visibility timeout; it must outlast the
+    longest job. The SQLAlchemy transport hands these options to create_engine, so none there."""
+    if url.startswith(("redis://", "rediss://")):
+        return {"visibility_timeout": 3600}
+    return {}
 
 
 def create_celery(settings: Settings) -> Celery:

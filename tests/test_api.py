@@ -1,0 +1,172 @@
+"""API behaviour with SQLite, the local object store and an in-memory queue (no worker)."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+
+import pytest
+from PIL import Image
+
+from unmask.api import create_app
+from unmask.core.settings import Settings
+from unmask.migrations import upgrade
+
+
+class RecordingQueue:
+    """Collects job ids instead of sending them to a broker."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.down = False
+
+    def enqueue_detect(self, job_id: uuid.UUID) -> None:
+        if self.down:
+            raise ConnectionError("broker down")
+        self.ids.append(str(job_id))
+
+
+@pytest.fixture
+def queue() -> RecordingQueue:
+    return RecordingQueue()
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    s = Settings(data_dir=tmp_path, max_upload_bytes=200_000, secret_key="test-secret")
+    upgrade(s.resolved_database_url)
+    return s
+
+
+@pytest.fixture
+def client(settings, queue):
+    return create_app(settings, queue=queue).test_client()
+
+
+def post_image(client, data: bytes, name: str = "x.jpg", **form):
+    return client.post("/v1/jobs", data={"image": (io.BytesIO(data), name), **form},
+                       content_type="multipart/form-data")
+
+
+def test_upload_is_queued_with_location(client, queue, face_bytes, settings):
+    response = post_image(client, face_bytes, metadata=json.dumps({"ref": "abc"}))
+    assert response.status_code == 202
+    body = response.get_json()
+    assert body["status"] == "queued" and body["metadata"] == {"ref": "abc"}
+    assert response.headers["Location"] == f"/v1/jobs/{body['id']}"
+    assert queue.ids == [body["id"]]  # the broker carries the id, nothing else
+    stored = list((settings.objects_dir / "uploads" / body["id"]).rglob("original.jpg"))
+    assert len(stored) == 1 and stored[0].read_bytes() == face_bytes
+    assert client.get(response.headers["Location"]).get_json()["status"] == "queued"
+
+
+@pytest.mark.parametrize(("data", "status", "code"), [
+    (b"", 422, "empty_file"),
+    (b"hello, not an image", 422, "not_an_image"),
+    (b"\xff" * 300_000, 413, "payload_too_large"),
+])
+def test_bad_uploads_are_rejected_with_json_errors(client, queue, data, status, code):
+    response = post_image(client, data)
+    assert response.status_code == status
+    assert response.get_json()["error"]["code"] == code
+    assert response.get_json()["error"]["message"]
+    assert queue.ids == []
+
+
+def test_unknown_and_missing_fields(client, face_bytes):
+    response = post_image(client, face_bytes, colour="red")
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "unknown_field"
+    assert "colour" in response.get_json()["error"]["message"]
+    response = client.post("/v1/jobs", data={"metadata": "{}"}, content_type="multipart/form-data")
+    assert response.get_json()["error"]["code"] == "missing_image"
+    response = post_image(client, face_bytes, metadata="[1, 2]")
+    assert response.get_json()["error"]["code"] == "invalid_metadata"
+
+
+@pytest.mark.parametrize("body", [
+    {"source": {"s3": {"bucket": "b"}}},
+    {"source": {"url": "http://example.com/x.jpg"}},
+    {"source": {"s3": {"bucket": "b", "key": "k", "region": "x"}}},
+    {"source": {"s3": {"bucket": "b", "key": "k"}}, "priority": 1},
+    [1, 2, 3],
+])
+def test_bad_json_sources(client, queue, body):
+    response = client.post("/v1/jobs", json=body)
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] in ("invalid_source", "unknown_field", "invalid_json")
+    assert queue.ids == []
+
+
+def test_s3_source_is_recorded(client, queue):
+    response = client.post("/v1/jobs", json={"source": {"s3": {"bucket": "b", "key": "p/q.jpg"}}})
+    assert response.status_code == 202
+    body = response.get_json()
+    assert body["source"] == {"type": "s3", "filename": "q.jpg", "s3": {"bucket": "b", "key": "p/q.jpg"}}
+    assert queue.ids == [body["id"]]
+
+
+def test_plain_text_body_is_unsupported(client):
+    response = client.post("/v1/jobs", data="hi", content_type="text/plain")
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "unsupported_media_type"
+
+
+def test_unknown_job_is_404(client):
+    for job_id in (uuid.uuid4(), "not-a-uuid"):
+        response = client.get(f"/v1/jobs/{job_id}")
+        assert response.status_code == 404
+        assert response.get_json()["error"]["code"] == "not_found"
+
+
+def test_broker_down_fails_the_job_and_says_so(client, queue, face_bytes):
+    queue.down = True
+    response = post_image(client, face_bytes)
+    assert response.status_code == 503
+    assert response.get_json()["error"]["code"] == "queue_unavailable"
+    jobs = client.get("/v1/jobs").get_json()["jobs"]
+    assert [(j["status"], j["error"]["code"]) for j in jobs] == [("failed", "queue_unavailable")]
+
+
+def test_listing_pages_newest_first(client, face_bytes):
+    ids = [post_image(client, face_bytes).get_json()["id"] for _ in range(5)]
+    seen, cursor = [], None
+    while True:
+        params = {"limit": 2} | ({"cursor": cursor} if cursor else {})
+        page = client.get("/v1/jobs", query_string=params).get_json()
+        seen += [j["id"] for j in page["jobs"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == ids[::-1]
+    assert client.get("/v1/jobs?status=succeeded").get_json() == {"jobs": [], "next_cursor": None}
+    for bad in ("status=done", "limit=0", "limit=x", "cursor=!!", "sort=asc"):
+        response = client.get(f"/v1/jobs?{bad}")
+        assert response.status_code == 400, bad
+
+
+def test_health_and_openapi(client):
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.get_json()["checks"]["database"] == "ok"
+    spec = client.get("/openapi.json").get_json()
+    assert spec["openapi"].startswith("3.")
+    assert {"/v1/jobs", "/v1/jobs/{id}", "/healthz", "/readyz", "/openapi.json"} <= set(spec["paths"])
+    assert {"post", "get"} <= set(spec["paths"]["/v1/jobs"])
+
+
+def test_local_object_urls_are_signed_and_expire(client, settings):
+    from unmask.storage.factory import make_store
+
+    store = make_store(settings)
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), (255, 0, 0)).save(buf, format="JPEG")
+    store.put("overlays/x/tok/image.jpg", buf.getvalue(), "image/jpeg")
+    url = store.url("overlays/x/tok/image.jpg", 60)
+    response = client.get(url)
+    assert response.status_code == 200 and response.mimetype == "image/jpeg"
+    assert client.get(url.replace("signature=", "signature=0")).status_code == 404
+    expired = url.split("?")[0] + "?expires=1&signature=" + store.signature("overlays/x/tok/image.jpg", 1)
+    assert client.get(expired).status_code == 404
+    assert client.get("/v1/objects/../../etc/passwd?expires=9999999999&signature=x").status_code == 404

@@ -1,0 +1,124 @@
+"""Augmentation and self-blending determinism, sampling, checkpoint resume, train + evaluate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import LABELLED
+from unmask.detector.augment import augment
+from unmask.detector.dataset import CropSet, scan_labelled, source_of
+from unmask.detector.registry import MODELS
+from unmask.detector.sbi import face_mask, self_blend
+from unmask.detector.train import (
+    TrainOptions, epoch_order, positive_weight, sample_weights, split_by_sources, train,
+)
+
+
+def random_crops(n: int, seed: int = 0) -> CropSet:
+    rng = np.random.default_rng(seed)
+    crops = rng.integers(0, 255, size=(n, 160, 160, 3), dtype=np.uint8)
+    marks = np.tile(np.array([[55, 65], [105, 65], [80, 90], [60, 115], [100, 115]], np.float32), (n, 1, 1))
+    labels = np.array([i % 2 for i in range(n)])
+    sources = np.array(["a" if i < n // 2 else "b" for i in range(n)])
+    return CropSet(crops, marks, labels, sources, [f"{i}.jpg" for i in range(n)], [])
+
+
+def test_augmentation_is_deterministic_per_seed():
+    crop = random_crops(1).crops[0]
+    first = augment(crop, np.random.default_rng([7, 1]))
+    again = augment(crop, np.random.default_rng([7, 1]))
+    other = [augment(crop, np.random.default_rng([7, s])) for s in range(2, 6)]
+    assert first.shape == crop.shape and first.dtype == np.uint8
+    assert np.array_equal(first, again)
+    assert any(not np.array_equal(first, o) for o in other)
+
+
+def test_self_blend_changes_the_face_not_the_background():
+    data = random_crops(1)
+    crop, marks = data.crops[0], data.landmarks[0]
+    fake = self_blend(crop, marks, np.random.default_rng(3))
+    assert np.array_equal(fake, self_blend(crop, marks, np.random.default_rng(3)))
+    mask = face_mask(marks, 160, np.random.default_rng(3))
+    diff = np.abs(fake.astype(int) - crop.astype(int)).mean(axis=2)
+    assert diff[mask > 0.9].mean() > 5 * max(diff[mask < 0.01].mean(), 0.1)
+    assert mask[80, 90] > 0.9 and mask[2, 2] < 0.01  # centre of the face in, corner out
+
+
+def test_balanced_sampling_gives_each_source_its_share():
+    labels = np.array([0] * 90 + [0] * 10 + [1] * 50)
+    sources = np.array(["big"] * 90 + ["small"] * 10 + ["gan"] * 50)
+    w = sample_weights(labels, sources, True, real_share=2 / 3)
+    assert w[sources == "big"].sum() == pytest.approx(1 / 3)
+    assert w[sources == "small"].sum() == pytest.approx(1 / 3)
+    assert w[sources == "gan"].sum() == pytest.approx(1 / 3)
+    # Half of the sampled reals become SBI fakes: 1/3 real vs 2/3 fake -> pos_weight 1/2.
+    assert positive_weight(w, labels, 0.5) == pytest.approx(0.5)
+    assert np.array_equal(epoch_order(20, w, 0, 1), epoch_order(20, w, 0, 1))
+    assert not np.array_equal(epoch_order(20, w, 0, 1), epoch_order(20, w, 0, 2))
+
+
+def test_held_out_sources_go_wholly_to_validation():
+    data = random_crops(20)
+    tr, val, held = split_by_sources(data, ["b"], holdout=0.0, seed=0)
+    assert set(tr.sources) == {"a"} and set(val.sources) == {"b"}
+    assert held.all() and len(val.labels) == 10
+
+
+def test_source_comes_from_the_file_name():
+    assert source_of(Path("real/dfdc__abc.jpg")) == "dfdc"
+    assert source_of(Path("real/plain.jpg")) == "unknown"
+    items = scan_labelled(LABELLED)
+    assert {i.label for i in items} == {0, 1} and len(items) == 6
+
+
+def test_resume_continues_exactly_where_it_stopped(tmp_path):
+    data = random_crops(8)
+    config = MODELS["unmask-irv1"]
+    opts = dict(epochs=1, batch_size=2, samples_per_epoch=8, checkpoint_every=1, seed=3)
+    straight, done = train(config, data, data, tmp_path / "a", TrainOptions(**opts), torch.device("cpu"))
+    assert done
+    _, paused = train(config, data, data, tmp_path / "b", TrainOptions(**opts, max_steps=2),
+                      torch.device("cpu"))
+    assert not paused
+    state = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)
+    assert (state["epoch"], state["step"]) == (0, 2)
+    resumed, done = train(config, data, data, tmp_path / "b", TrainOptions(**opts),
+                          torch.device("cpu"), resume=True)
+    assert done
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    with pytest.raises(FileExistsError):
+        train(config, data, data, tmp_path / "b", TrainOptions(**opts), torch.device("cpu"))
+
+
+def test_train_one_tiny_epoch_then_evaluate_end_to_end(tmp_path):
+    from unmask.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(LABELLED), "--out", str(run), "--epochs", "1",
+                 "--batch-size", "2", "--samples-per-epoch", "4", "--val-sources", "studio,sd21",
+                 "--cache", str(tmp_path / "cache"), "--device", "cpu"]) == 0
+    card = (run / "MODEL_CARD.md").read_text()
+    report = json.loads((run / "metrics.json").read_text())
+    assert report["held_out_sources"] == ["studio", "sd21"]
+    assert report["weights_sha256"] in card and "**studio** (held out)" in card
+    thresholds = report["model"]["thresholds"]
+    assert 0 <= thresholds["real"] <= thresholds["fake"] <= 1
+
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(LABELLED), "--out", str(out), "--weights", str(run / "unmask-irv1.pt"),
+                 "--cache", str(tmp_path / "ecache"), "--device", "cpu"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["n"], metrics["n_real"], metrics["n_fake"], metrics["no_face"]) == (6, 3, 3, 0)
+    for key in ("auc", "accuracy", "uncertain_rate", "eer", "tpr_at_fpr_1pct", "tpr_at_fpr_5pct"):
+        assert key in metrics
+    assert set(metrics["by_source"]) == {"studio", "ffhq_sg2", "yonsei", "sd21", "genphotos", "boredhumans"}
+    assert metrics["model"]["weights_sha256"] == report["weights_sha256"]
+    rows = (out / "predictions.csv").read_text().splitlines()
+    assert rows[0] == "file,label,probability,verdict,faces" and len(rows) == 7
+    assert (out / "roc.png").stat().st_size > 1000 and (out / "confusion.png").stat().st_size > 1000
