@@ -22,7 +22,8 @@ def face_bytes() -> bytes:
 @pytest.fixture(scope="session")
 def group_bytes() -> bytes:
     """Three different people side by side in one image."""
-    faces = [Image.open(p).convert("RGB").resize((288, 288)) for p in sorted((LABELLED / "real").glob("*.jpg"))]
+    paths = sorted((LABELLED / "real").glob("*.jpg"))
+    faces = [Image.open(p).convert("RGB").resize((288, 288)) for p in paths]
     canvas = Image.new("RGB", (288 * len(faces) + 40, 328), (200, 200, 200))
     for i, face in enumerate(faces):
         canvas.paste(face, (20 + 288 * i, 20))

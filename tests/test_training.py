@@ -15,7 +15,12 @@ from unmask.detector.dataset import CropSet, scan_labelled, source_of
 from unmask.detector.registry import MODELS
 from unmask.detector.sbi import face_mask, self_blend
 from unmask.detector.train import (
-    TrainOptions, epoch_order, positive_weight, sample_weights, split_by_sources, train,
+    TrainOptions,
+    epoch_order,
+    positive_weight,
+    sample_weights,
+    split_by_sources,
+    train,
 )
 
 

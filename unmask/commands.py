@@ -26,6 +26,17 @@ def check_weights(settings: Settings) -> Path:
     return path
 
 
+def ensure_bucket(settings: Settings) -> None:
+    """Create the S3 bucket for uploads and overlays if it does not exist yet."""
+    if settings.store == "s3":
+        from unmask.storage.factory import make_store
+        from unmask.storage.objects import S3Store
+
+        store = make_store(settings)
+        assert isinstance(store, S3Store)
+        store.ensure_bucket()
+
+
 def upgrade_db(settings: Settings) -> None:
     from unmask.migrations import upgrade
 
@@ -85,6 +96,7 @@ def run_worker(args: argparse.Namespace) -> int:
     settings = load_settings()
     check_weights(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_bucket(settings)
     from celery.signals import worker_process_init
 
     from unmask.worker.app import create_celery
