@@ -52,10 +52,30 @@ def reference_explain(model: torch.nn.Module, batch: torch.Tensor) -> None:
 
 
 def machine() -> dict:
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def bench_size(predictor: Predictor, side: int, repeats: int) -> dict:
+    model = predictor.model.module
+    image = Image.open(PORTRAIT).convert("RGB").resize((side, side), Image.BILINEAR)
+    faces = predictor.detector.detect(image)
+    crop = crop_face(image, faces[0].box, predictor.config.crop_size, predictor.config.margin)
+    batch = to_model_input([crop], predictor.config).to(predictor.device)
+    single_pass = GradCam(model, predictor.config.target_layer)
+    return {
+        "mtcnn_ms": median_ms(lambda: predictor.detector.detect(image), repeats),
+        "score_only_ms": median_ms(lambda: torch.inference_mode()(model)(batch), repeats),
+        "score_and_gradcam_single_pass_ms": median_ms(lambda: single_pass(batch), repeats),
+        "score_then_pytorch_grad_cam_ms": median_ms(lambda: reference_explain(model, batch), repeats),
+        "whole_predict_with_overlays_ms": median_ms(lambda: predictor.predict(image), repeats),
+    }
 
 
 def main() -> None:
@@ -67,25 +87,15 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     predictor = Predictor.from_settings(weights=args.weights, model_name=None, device=args.device)
-    model = predictor.model.module
-    rows = {}
-    for side in (512, 1024):
-        image = Image.open(PORTRAIT).convert("RGB").resize((side, side), Image.BILINEAR)
-        faces = predictor.detector.detect(image)
-        crop = crop_face(image, faces[0].box, predictor.config.crop_size, predictor.config.margin)
-        batch = to_model_input([crop], predictor.config).to(predictor.device)
-        single_pass = GradCam(model, predictor.config.target_layer)
-        rows[f"{side}px"] = {
-            "mtcnn_ms": median_ms(lambda: predictor.detector.detect(image), args.repeats),
-            "score_only_ms": median_ms(lambda: torch.inference_mode()(model)(batch), args.repeats),
-            "score_and_gradcam_single_pass_ms": median_ms(lambda: single_pass(batch), args.repeats),
-            "score_then_pytorch_grad_cam_ms": median_ms(lambda: reference_explain(model, batch),
-                                                        args.repeats),
-            "whole_predict_with_overlays_ms": median_ms(lambda: predictor.predict(image), args.repeats),
-        }
-    out = {"model": predictor.config.name, "input_size": predictor.config.input_size,
-           "machine": machine(), "repeats": args.repeats, "results": rows,
-           "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    rows = {f"{side}px": bench_size(predictor, side, args.repeats) for side in (512, 1024)}
+    out = {
+        "model": predictor.config.name,
+        "input_size": predictor.config.input_size,
+        "machine": machine(),
+        "repeats": args.repeats,
+        "results": rows,
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     path = ROOT / "bench" / "results" / f"detector-{args.device}.json"
     path.write_text(json.dumps(out, indent=2))
     print(json.dumps(out, indent=2))

@@ -52,16 +52,40 @@ def seaweedfs(workdir: Path):
     """`weed mini` on loopback with signature auth enforced."""
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "s3.json"
-    config.write_text(json.dumps({"identities": [{
-        "name": "unmask", "credentials": [{"accessKey": S3_ACCESS, "secretKey": S3_SECRET}],
-        "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]}))
+    config.write_text(
+        json.dumps(
+            {
+                "identities": [
+                    {
+                        "name": "unmask",
+                        "credentials": [{"accessKey": S3_ACCESS, "secretKey": S3_SECRET}],
+                        "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+                    }
+                ]
+            }
+        )
+    )
     log = (workdir / "weed.log").open("w")
-    proc = subprocess.Popen([
-        weed_binary(), "mini", f"-dir={workdir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-        "-master.telemetry=false", "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0",
-        "-s3.port.lance=0", f"-s3.port={S3_PORT}", f"-filer.localSocket={workdir}/filer.sock",
-        f"-s3.localSocket={workdir}/s3.sock", f"-s3.config={config}",
-    ], stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            weed_binary(),
+            "mini",
+            f"-dir={workdir}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            "-master.telemetry=false",
+            "-webdav=false",
+            "-admin.ui=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            f"-s3.port={S3_PORT}",
+            f"-filer.localSocket={workdir}/filer.sock",
+            f"-s3.localSocket={workdir}/s3.sock",
+            f"-s3.config={config}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_for_port(S3_PORT, 60)
         yield f"http://127.0.0.1:{S3_PORT}"
@@ -98,8 +122,12 @@ def flush_redis(url: str) -> None:
 def worker_process(env: dict[str, str], log_path: Path):
     """`unmask worker` as its own process, the way production runs it."""
     log = log_path.open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "unmask", "worker", "--loglevel", "info"],
-                            env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "unmask", "worker", "--loglevel", "info"],
+        env={**os.environ, **env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 120
         while "ready." not in log_path.read_text():

@@ -45,8 +45,9 @@ def client(settings, queue):
 
 
 def post_image(client, data: bytes, name: str = "x.jpg", **form):
-    return client.post("/v1/jobs", data={"image": (io.BytesIO(data), name), **form},
-                       content_type="multipart/form-data")
+    return client.post(
+        "/v1/jobs", data={"image": (io.BytesIO(data), name), **form}, content_type="multipart/form-data"
+    )
 
 
 def test_upload_is_queued_with_location(client, queue, face_bytes, settings):
@@ -61,11 +62,14 @@ def test_upload_is_queued_with_location(client, queue, face_bytes, settings):
     assert client.get(response.headers["Location"]).get_json()["status"] == "queued"
 
 
-@pytest.mark.parametrize(("data", "status", "code"), [
-    (b"", 422, "empty_file"),
-    (b"hello, not an image", 422, "not_an_image"),
-    (b"\xff" * 300_000, 413, "payload_too_large"),
-])
+@pytest.mark.parametrize(
+    ("data", "status", "code"),
+    [
+        (b"", 422, "empty_file"),
+        (b"hello, not an image", 422, "not_an_image"),
+        (b"\xff" * 300_000, 413, "payload_too_large"),
+    ],
+)
 def test_bad_uploads_are_rejected_with_json_errors(client, queue, data, status, code):
     response = post_image(client, data)
     assert response.status_code == status
@@ -85,13 +89,16 @@ def test_unknown_and_missing_fields(client, face_bytes):
     assert response.get_json()["error"]["code"] == "invalid_metadata"
 
 
-@pytest.mark.parametrize("body", [
-    {"source": {"s3": {"bucket": "b"}}},
-    {"source": {"url": "http://example.com/x.jpg"}},
-    {"source": {"s3": {"bucket": "b", "key": "k", "region": "x"}}},
-    {"source": {"s3": {"bucket": "b", "key": "k"}}, "priority": 1},
-    [1, 2, 3],
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"source": {"s3": {"bucket": "b"}}},
+        {"source": {"url": "http://example.com/x.jpg"}},
+        {"source": {"s3": {"bucket": "b", "key": "k", "region": "x"}}},
+        {"source": {"s3": {"bucket": "b", "key": "k"}}, "priority": 1},
+        [1, 2, 3],
+    ],
+)
 def test_bad_json_sources(client, queue, body):
     response = client.post("/v1/jobs", json=body)
     assert response.status_code == 400

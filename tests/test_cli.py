@@ -15,8 +15,13 @@ from tests.services import free_port, wait_for_port
 
 
 def run_unmask(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "unmask", *args], env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "unmask", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_services_refuse_to_start_without_weights(tmp_path):
@@ -29,14 +34,25 @@ def test_services_refuse_to_start_without_weights(tmp_path):
 
 def test_up_serves_a_job_end_to_end_and_stops_on_ctrl_c(tmp_path, test_weights, face_bytes):
     port = free_port()
-    env = {**os.environ, "UNMASK_WEIGHTS": str(test_weights), "UNMASK_MODEL": "reference-irv1",
-           "UNMASK_DEVICE": "cpu"}
-    for key in [k for k in env if k.startswith("UNMASK_") and k not in
-                ("UNMASK_WEIGHTS", "UNMASK_MODEL", "UNMASK_DEVICE")]:
+    env = {
+        **os.environ,
+        "UNMASK_WEIGHTS": str(test_weights),
+        "UNMASK_MODEL": "reference-irv1",
+        "UNMASK_DEVICE": "cpu",
+    }
+    for key in [
+        k
+        for k in env
+        if k.startswith("UNMASK_") and k not in ("UNMASK_WEIGHTS", "UNMASK_MODEL", "UNMASK_DEVICE")
+    ]:
         env.pop(key)  # embedded defaults only
-    proc = subprocess.Popen([sys.executable, "-m", "unmask", "up", "--port", str(port),
-                             "--data-dir", str(tmp_path / "data")], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "unmask", "up", "--port", str(port), "--data-dir", str(tmp_path / "data")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         wait_for_port(port, 90)
         url = f"http://127.0.0.1:{port}"
@@ -44,7 +60,9 @@ def test_up_serves_a_job_end_to_end_and_stops_on_ctrl_c(tmp_path, test_weights, 
         assert created.status_code == 202, created.text
         deadline = time.monotonic() + 120
         while (job := requests.get(url + created.headers["Location"], timeout=10).json())["status"] in (
-                "queued", "running"):
+            "queued",
+            "running",
+        ):
             assert time.monotonic() < deadline, job
             time.sleep(0.3)
         assert job["status"] == "succeeded", job
@@ -67,8 +85,9 @@ def test_scan_writes_a_report_and_overlays(tmp_path, test_weights, face_bytes, n
     (images / "hills.png").write_bytes(no_face_bytes)
     (images / "broken.jpg").write_bytes(corrupt_bytes)
     out = tmp_path / "out"
-    result = run_unmask("scan", str(images), "--out", str(out), "--weights", str(test_weights),
-                        "--device", "cpu", env={})
+    result = run_unmask(
+        "scan", str(images), "--out", str(out), "--weights", str(test_weights), "--device", "cpu", env={}
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "report.json").read_text())
     rows = {os.path.basename(r["file"]): r for r in report["images"]}

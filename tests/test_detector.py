@@ -52,11 +52,14 @@ def test_small_faces_are_reported_as_skipped(predictor, face_bytes):
     assert pred.faces[0].fake_probability is None
 
 
-@pytest.mark.parametrize(("data", "code"), [
-    (b"", "empty_file"),
-    (b"GIF89a this is not really a gif", "not_an_image"),
-    (b"%PDF-1.7\n", "not_an_image"),
-])
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b"", "empty_file"),
+        (b"GIF89a this is not really a gif", "not_an_image"),
+        (b"%PDF-1.7\n", "not_an_image"),
+    ],
+)
 def test_bad_bytes_raise_invalid_image(data, code):
     with pytest.raises(InvalidImage) as info:
         decode_image(data)
@@ -94,7 +97,8 @@ def test_gradcam_matches_pytorch_grad_cam(predictor, face_bytes):
         p.requires_grad_(True)
     try:
         ref = GradCAM(model=model, target_layers=[model.block8.branch1[-1]])(
-            input_tensor=batch, targets=[ClassifierOutputTarget(0)] * 2)
+            input_tensor=batch, targets=[ClassifierOutputTarget(0)] * 2
+        )
     finally:
         for p in model.parameters():
             p.requires_grad_(False)
@@ -115,8 +119,9 @@ def test_circulating_checkpoint_loads_strictly_with_sha256(test_weights):
 def test_unmask_checkpoint_carries_its_config(tmp_path):
     torch.manual_seed(0)
     model = build_inception_resnet_v1()
-    config = ModelConfig(name="custom", input_size=160, thresholds=Thresholds(0.2, 0.8),
-                         calibration=(2.0, -0.5))
+    config = ModelConfig(
+        name="custom", input_size=160, thresholds=Thresholds(0.2, 0.8), calibration=(2.0, -0.5)
+    )
     path = tmp_path / "custom.pt"
     sha = save_checkpoint(path, model, config, half=True)
     loaded = load_model(path)

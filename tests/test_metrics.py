@@ -47,7 +47,13 @@ def test_summary_counts_uncertain_as_wrong():
 def test_thresholds_verdict_bands():
     bands = Thresholds(real=0.3, fake=0.7)
     assert [bands.verdict(p) for p in (0.0, 0.3, 0.31, 0.69, 0.7, 1.0)] == [
-        "real", "real", "uncertain", "uncertain", "fake", "fake"]
+        "real",
+        "real",
+        "uncertain",
+        "uncertain",
+        "fake",
+        "fake",
+    ]
     single = Thresholds(real=0.5, fake=0.5)
     assert [single.verdict(p) for p in (0.49, 0.5, 0.51)] == ["real", "real", "fake"]
     with pytest.raises(ValueError):

@@ -25,9 +25,14 @@ def test_secrets_are_masked(monkeypatch):
     assert settings.s3_secret_key.get_secret_value() == "hunter2-very-secret"
 
 
-@pytest.mark.parametrize(("name", "value"), [
-    ("UNMASK_STORE", "ftp"), ("UNMASK_MIN_FACE_PROBABILITY", "2"), ("UNMASK_URL_EXPIRY_SECONDS", "5"),
-])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("UNMASK_STORE", "ftp"),
+        ("UNMASK_MIN_FACE_PROBABILITY", "2"),
+        ("UNMASK_URL_EXPIRY_SECONDS", "5"),
+    ],
+)
 def test_bad_values_fail_fast(monkeypatch, name, value):
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigurationError, match=name.removeprefix("UNMASK_").lower()):

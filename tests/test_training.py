@@ -87,13 +87,15 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path):
     opts = dict(epochs=1, batch_size=2, samples_per_epoch=8, checkpoint_every=1, seed=3)
     straight, done = train(config, data, data, tmp_path / "a", TrainOptions(**opts), torch.device("cpu"))
     assert done
-    _, paused = train(config, data, data, tmp_path / "b", TrainOptions(**opts, max_steps=2),
-                      torch.device("cpu"))
+    _, paused = train(
+        config, data, data, tmp_path / "b", TrainOptions(**opts, max_steps=2), torch.device("cpu")
+    )
     assert not paused
     state = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)
     assert (state["epoch"], state["step"]) == (0, 2)
-    resumed, done = train(config, data, data, tmp_path / "b", TrainOptions(**opts),
-                          torch.device("cpu"), resume=True)
+    resumed, done = train(
+        config, data, data, tmp_path / "b", TrainOptions(**opts), torch.device("cpu"), resume=True
+    )
     assert done
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
@@ -105,9 +107,30 @@ def test_train_one_tiny_epoch_then_evaluate_end_to_end(tmp_path):
     from unmask.cli import main
 
     run = tmp_path / "run"
-    assert main(["train", "--data", str(LABELLED), "--out", str(run), "--epochs", "1",
-                 "--batch-size", "2", "--samples-per-epoch", "4", "--val-sources", "studio,sd21",
-                 "--cache", str(tmp_path / "cache"), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(LABELLED),
+                "--out",
+                str(run),
+                "--epochs",
+                "1",
+                "--batch-size",
+                "2",
+                "--samples-per-epoch",
+                "4",
+                "--val-sources",
+                "studio,sd21",
+                "--cache",
+                str(tmp_path / "cache"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     card = (run / "MODEL_CARD.md").read_text()
     report = json.loads((run / "metrics.json").read_text())
     assert report["held_out_sources"] == ["studio", "sd21"]
@@ -116,8 +139,23 @@ def test_train_one_tiny_epoch_then_evaluate_end_to_end(tmp_path):
     assert 0 <= thresholds["real"] <= thresholds["fake"] <= 1
 
     out = tmp_path / "eval"
-    assert main(["evaluate", str(LABELLED), "--out", str(out), "--weights", str(run / "unmask-irv1.pt"),
-                 "--cache", str(tmp_path / "ecache"), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(LABELLED),
+                "--out",
+                str(out),
+                "--weights",
+                str(run / "unmask-irv1.pt"),
+                "--cache",
+                str(tmp_path / "ecache"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert (metrics["n"], metrics["n_real"], metrics["n_fake"], metrics["no_face"]) == (6, 3, 3, 0)
     for key in ("auc", "accuracy", "uncertain_rate", "eer", "tpr_at_fpr_1pct", "tpr_at_fpr_5pct"):

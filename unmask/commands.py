@@ -69,8 +69,7 @@ def run_up(args: argparse.Namespace) -> int:
     weights = check_weights(settings)
     upgrade_db(settings)
     env = dict(os.environ, UNMASK_DATA_DIR=str(settings.data_dir.resolve()))
-    worker = subprocess.Popen([sys.executable, "-m", "unmask", "worker", "--loglevel", "warning"],
-                              env=env)
+    worker = subprocess.Popen([sys.executable, "-m", "unmask", "worker", "--loglevel", "warning"], env=env)
     url = f"http://{args.host}:{args.port}"
     print(f"Unmask is up at {url}  (data in {settings.data_dir.resolve()}, weights {weights.name})")
     print(f"  curl -F image=@face.jpg {url}/v1/jobs      Ctrl-C stops it")
@@ -109,8 +108,17 @@ def run_worker(args: argparse.Namespace) -> int:
     else:
         worker_process_init.connect(lambda **_: get_runtime(settings), weak=False)
         pool = ["--pool=prefork", f"--concurrency={settings.worker_concurrency}"]
-    app.worker_main(["worker", "-Q", "unmask", f"--loglevel={args.loglevel}",
-                     "--without-gossip", "--without-mingle", *pool])
+    app.worker_main(
+        [
+            "worker",
+            "-Q",
+            "unmask",
+            f"--loglevel={args.loglevel}",
+            "--without-gossip",
+            "--without-mingle",
+            *pool,
+        ]
+    )
     return 0
 
 
@@ -138,8 +146,7 @@ def predictor_from_args(args: argparse.Namespace):  # noqa: ANN201
 def run_scan(args: argparse.Namespace) -> int:
     from unmask.detector.scan import scan_paths
 
-    report = scan_paths(predictor_from_args(args), args.paths, args.out,
-                        overlays=not args.no_overlays)
+    report = scan_paths(predictor_from_args(args), args.paths, args.out, overlays=not args.no_overlays)
     counts: dict[str, int] = {}
     for row in report["images"]:
         counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
@@ -167,13 +174,26 @@ def run_train(args: argparse.Namespace) -> int:
 
     set_threads(args.threads)
     options = TrainOptions(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-        sbi_ratio=args.sbi_ratio, balance_sources=not args.no_balance,
-        samples_per_epoch=args.samples_per_epoch, checkpoint_every=args.checkpoint_every,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        sbi_ratio=args.sbi_ratio,
+        balance_sources=not args.no_balance,
+        samples_per_epoch=args.samples_per_epoch,
+        checkpoint_every=args.checkpoint_every,
         max_steps=args.max_steps,
-        val_sources=[s for s in args.val_sources.split(",") if s])
-    weights = fit_model(args.data, args.out, model_name=args.model, options=options,
-                        cache_dir=args.cache, device=args.device, resume=args.resume)
+        val_sources=[s for s in args.val_sources.split(",") if s],
+    )
+    weights = fit_model(
+        args.data,
+        args.out,
+        model_name=args.model,
+        options=options,
+        cache_dir=args.cache,
+        device=args.device,
+        resume=args.resume,
+    )
     if weights is None:
         print(f"paused; continue with: unmask train ... --out {args.out} --resume")
     else:

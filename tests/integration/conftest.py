@@ -24,8 +24,7 @@ class Stack:
     worker_log: Path
 
     def submit(self, data: bytes, name: str = "image.jpg", **form) -> dict:
-        response = requests.post(f"{self.url}/v1/jobs", files={"image": (name, data)}, data=form,
-                                 timeout=30)
+        response = requests.post(f"{self.url}/v1/jobs", files={"image": (name, data)}, data=form, timeout=30)
         assert response.status_code == 202, response.text
         return response.json()
 
@@ -36,8 +35,7 @@ class Stack:
             if job["status"] in ("succeeded", "failed"):
                 return job
             time.sleep(0.25)
-        raise TimeoutError(f"job {job_id} still {job['status']}:\n"
-                           f"{self.worker_log.read_text()[-3000:]}")
+        raise TimeoutError(f"job {job_id} still {job['status']}:\n{self.worker_log.read_text()[-3000:]}")
 
 
 @pytest.fixture(scope="session")
@@ -52,18 +50,28 @@ def stack(tmp_path_factory: pytest.TempPathFactory, test_weights: Path):
     services.flush_redis(services.REDIS_URL)
     with services.seaweedfs(work / "weed") as s3_url, services.scratch_database() as db_url:
         env = {
-            "UNMASK_DATA_DIR": str(work / "data"), "UNMASK_DATABASE_URL": db_url,
-            "UNMASK_BROKER_URL": services.REDIS_URL, "UNMASK_STORE": "s3",
-            "UNMASK_S3_ENDPOINT_URL": s3_url, "UNMASK_S3_ACCESS_KEY": services.S3_ACCESS,
-            "UNMASK_S3_SECRET_KEY": services.S3_SECRET, "UNMASK_S3_BUCKET": "unmask-test",
-            "UNMASK_WEIGHTS": str(test_weights), "UNMASK_MODEL": "reference-irv1",
+            "UNMASK_DATA_DIR": str(work / "data"),
+            "UNMASK_DATABASE_URL": db_url,
+            "UNMASK_BROKER_URL": services.REDIS_URL,
+            "UNMASK_STORE": "s3",
+            "UNMASK_S3_ENDPOINT_URL": s3_url,
+            "UNMASK_S3_ACCESS_KEY": services.S3_ACCESS,
+            "UNMASK_S3_SECRET_KEY": services.S3_SECRET,
+            "UNMASK_S3_BUCKET": "unmask-test",
+            "UNMASK_WEIGHTS": str(test_weights),
+            "UNMASK_MODEL": "reference-irv1",
             "UNMASK_DEVICE": "cpu",
         }
         settings = Settings(**{k.removeprefix("UNMASK_").lower(): v for k, v in env.items()})
         upgrade(db_url)
-        s3 = boto3.client("s3", endpoint_url=s3_url, region_name="us-east-1",
-                          aws_access_key_id=services.S3_ACCESS, aws_secret_access_key=services.S3_SECRET,
-                          config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=s3_url,
+            region_name="us-east-1",
+            aws_access_key_id=services.S3_ACCESS,
+            aws_secret_access_key=services.S3_SECRET,
+            config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+        )
         s3.create_bucket(Bucket="unmask-test")
         s3.create_bucket(Bucket="customer-uploads")
         app = create_app(settings)

@@ -74,9 +74,14 @@ def test_image_without_a_face_succeeds_with_no_face(stack, no_face_bytes):
 
 def test_s3_referenced_image(stack, face_bytes):
     stack.s3.put_object(Bucket="customer-uploads", Key="incoming/a b/face.jpg", Body=face_bytes)
-    response = requests.post(f"{stack.url}/v1/jobs", json={
-        "source": {"s3": {"bucket": "customer-uploads", "key": "incoming/a b/face.jpg"}},
-        "metadata": {"from": "s3"}}, timeout=10)
+    response = requests.post(
+        f"{stack.url}/v1/jobs",
+        json={
+            "source": {"s3": {"bucket": "customer-uploads", "key": "incoming/a b/face.jpg"}},
+            "metadata": {"from": "s3"},
+        },
+        timeout=10,
+    )
     assert response.status_code == 202, response.text
     assert response.headers["Location"].endswith(response.json()["id"])
     job = stack.wait(response.json()["id"])
@@ -86,8 +91,11 @@ def test_s3_referenced_image(stack, face_bytes):
 
 
 def test_missing_s3_object_fails_with_a_code(stack):
-    response = requests.post(f"{stack.url}/v1/jobs", json={
-        "source": {"s3": {"bucket": "customer-uploads", "key": "nope.jpg"}}}, timeout=10)
+    response = requests.post(
+        f"{stack.url}/v1/jobs",
+        json={"source": {"s3": {"bucket": "customer-uploads", "key": "nope.jpg"}}},
+        timeout=10,
+    )
     job = stack.wait(response.json()["id"])
     assert job["status"] == "failed"
     assert job["error"]["code"] == "object_not_found"
@@ -130,13 +138,15 @@ def test_list_jobs_newest_first_with_cursor(stack, face_bytes):
     ids = [stack.submit(face_bytes)["id"] for _ in range(3)]
     page = requests.get(f"{stack.url}/v1/jobs", params={"limit": 2}, timeout=10).json()
     assert [j["id"] for j in page["jobs"]] == ids[::-1][:2]
-    rest = requests.get(f"{stack.url}/v1/jobs", params={"limit": 2, "cursor": page["next_cursor"]},
-                        timeout=10).json()
+    rest = requests.get(
+        f"{stack.url}/v1/jobs", params={"limit": 2, "cursor": page["next_cursor"]}, timeout=10
+    ).json()
     assert rest["jobs"][0]["id"] == ids[0]
     for job_id in ids:
         stack.wait(job_id)
-    done = requests.get(f"{stack.url}/v1/jobs", params={"status": "succeeded", "limit": 200},
-                        timeout=10).json()
+    done = requests.get(
+        f"{stack.url}/v1/jobs", params={"status": "succeeded", "limit": 200}, timeout=10
+    ).json()
     assert all(j["status"] == "succeeded" for j in done["jobs"])
     assert set(ids) <= {j["id"] for j in done["jobs"]}
 

@@ -28,8 +28,9 @@ class Services:
         self.celery = celery
 
 
-def create_app(settings: Settings, *, queue: JobQueue | None = None,
-               store: ObjectStore | None = None) -> Flask:
+def create_app(
+    settings: Settings, *, queue: JobQueue | None = None, store: ObjectStore | None = None
+) -> Flask:
     """Build the API. Without a queue, jobs go to Celery on the configured broker."""
     celery = None
     if queue is None:

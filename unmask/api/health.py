@@ -33,8 +33,7 @@ def check_store(svc) -> None:  # noqa: ANN001
 def readyz():  # noqa: ANN201
     svc = current_app.extensions["unmask"]
     checks = {}
-    for name, check in (("database", check_database), ("broker", check_broker),
-                        ("store", check_store)):
+    for name, check in (("database", check_database), ("broker", check_broker), ("store", check_store)):
         try:
             check(svc)
             checks[name] = "ok"

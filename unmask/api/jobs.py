@@ -32,12 +32,25 @@ def create_job():  # noqa: ANN201
     svc = services()
     body = parse_create(request)
     if body.data is not None:
-        job = intake.submit_upload(svc.sessions, store=svc.store, queue=svc.queue, owner=owner(),
-                                   data=body.data, filename=body.filename,
-                                   max_bytes=svc.settings.max_upload_bytes, metadata=body.metadata)
+        job = intake.submit_upload(
+            svc.sessions,
+            store=svc.store,
+            queue=svc.queue,
+            owner=owner(),
+            data=body.data,
+            filename=body.filename,
+            max_bytes=svc.settings.max_upload_bytes,
+            metadata=body.metadata,
+        )
     else:
-        job = intake.submit_s3(svc.sessions, queue=svc.queue, owner=owner(), bucket=body.bucket,
-                               key=body.key, metadata=body.metadata)
+        job = intake.submit_s3(
+            svc.sessions,
+            queue=svc.queue,
+            owner=owner(),
+            bucket=body.bucket,
+            key=body.key,
+            metadata=body.metadata,
+        )
     response = jsonify(render(job))
     response.status_code = 202
     response.headers["Location"] = url_for("jobs.get_job", job_id=str(job.id))
@@ -55,13 +68,17 @@ def get_job(job_id: str):  # noqa: ANN201
 def list_jobs():  # noqa: ANN201
     unknown = set(request.args) - {"status", "limit", "cursor"}
     if unknown:
-        raise InvalidInput(f"unknown query parameter(s): {', '.join(sorted(unknown))}",
-                           code="unknown_field")
+        raise InvalidInput(f"unknown query parameter(s): {', '.join(sorted(unknown))}", code="unknown_field")
     try:
         limit = int(request.args.get("limit", 50))
     except ValueError as exc:
         raise InvalidInput("limit must be an integer", code="invalid_limit") from exc
     with session_scope(services().sessions) as session:
-        page, cursor = jobs.list_jobs(session, owner=owner(), status=request.args.get("status"),
-                                      limit=limit, cursor=request.args.get("cursor"))
+        page, cursor = jobs.list_jobs(
+            session,
+            owner=owner(),
+            status=request.args.get("status"),
+            limit=limit,
+            cursor=request.args.get("cursor"),
+        )
         return jsonify({"jobs": [render(job) for job in page], "next_cursor": cursor})

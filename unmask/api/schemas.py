@@ -30,8 +30,10 @@ class JobCreate:
 def unknown(fields: set[str], allowed: set[str]) -> None:
     extra = sorted(fields - allowed)
     if extra:
-        raise InvalidInput(f"unknown field(s): {', '.join(extra)}; allowed: "
-                           f"{', '.join(sorted(allowed))}", code="unknown_field")
+        raise InvalidInput(
+            f"unknown field(s): {', '.join(extra)}; allowed: {', '.join(sorted(allowed))}",
+            code="unknown_field",
+        )
 
 
 def parse_form(request: Request) -> JobCreate:
@@ -55,14 +57,14 @@ def parse_json(request: Request) -> JobCreate:
     unknown(set(body), JSON_FIELDS)
     source = body.get("source")
     if not isinstance(source, dict) or set(source) != {"s3"} or not isinstance(source["s3"], dict):
-        raise InvalidInput('source must be {"s3": {"bucket": ..., "key": ...}}',
-                           code="invalid_source")
+        raise InvalidInput('source must be {"s3": {"bucket": ..., "key": ...}}', code="invalid_source")
     s3 = source["s3"]
     unknown(set(s3), {"bucket", "key"})
     bucket, key = s3.get("bucket"), s3.get("key")
     if not isinstance(bucket, str) or not isinstance(key, str) or not bucket or not key:
-        raise InvalidInput("source.s3.bucket and source.s3.key must be non-empty strings",
-                           code="invalid_source")
+        raise InvalidInput(
+            "source.s3.bucket and source.s3.key must be non-empty strings", code="invalid_source"
+        )
     return JobCreate(bucket=bucket, key=key, metadata=body.get("metadata"))
 
 
@@ -71,8 +73,10 @@ def parse_create(request: Request) -> JobCreate:
         return parse_form(request)
     if request.is_json:
         return parse_json(request)
-    raise InvalidInput("send multipart/form-data with an 'image' field or application/json "
-                       "with a 'source'", code="unsupported_media_type")
+    raise InvalidInput(
+        "send multipart/form-data with an 'image' field or application/json with a 'source'",
+        code="unsupported_media_type",
+    )
 
 
 def iso(value: Any) -> str | None:
@@ -82,9 +86,13 @@ def iso(value: Any) -> str | None:
 def job_read(job: Job, store: ObjectStore, expires: int, base_url: str) -> dict[str, Any]:
     """The public shape of a job; result and error appear only when they exist."""
     body: dict[str, Any] = {
-        "id": str(job.id), "status": job.status, "created_at": iso(job.created_at),
-        "updated_at": iso(job.updated_at), "started_at": iso(job.started_at),
-        "finished_at": iso(job.finished_at), "attempts": job.attempts,
+        "id": str(job.id),
+        "status": job.status,
+        "created_at": iso(job.created_at),
+        "updated_at": iso(job.updated_at),
+        "started_at": iso(job.started_at),
+        "finished_at": iso(job.finished_at),
+        "attempts": job.attempts,
         "source": {"type": job.source, "filename": job.input_filename},
         "metadata": job.metadata_,
     }
@@ -105,14 +113,24 @@ def result_read(job: Job, store: ObjectStore, expires: int, base_url: str) -> di
         "verdict": job.verdict,
         "fake_probability": job.fake_probability,
         "image": {"width": job.image_width, "height": job.image_height},
-        "faces": [{
-            "box": face.box, "detection_probability": face.detection_probability,
-            "landmarks": face.landmarks, "fake_probability": face.fake_probability,
-            "verdict": face.verdict, "skip_reason": face.skip_reason,
-            "overlay_url": url(face.overlay_key),
-        } for face in job.faces],
+        "faces": [
+            {
+                "box": face.box,
+                "detection_probability": face.detection_probability,
+                "landmarks": face.landmarks,
+                "fake_probability": face.fake_probability,
+                "verdict": face.verdict,
+                "skip_reason": face.skip_reason,
+                "overlay_url": url(face.overlay_key),
+            }
+            for face in job.faces
+        ],
         "overlay_url": url(job.overlay_key),
         "urls_expire_in": expires,
-        "model": {"name": job.model_name, "weights_sha256": job.weights_sha256,
-                  "thresholds": job.thresholds, "code_version": job.code_version},
+        "model": {
+            "name": job.model_name,
+            "weights_sha256": job.weights_sha256,
+            "thresholds": job.thresholds,
+            "code_version": job.code_version,
+        },
     }

@@ -19,8 +19,15 @@ from unmask.storage.objects import ObjectStore, new_key
 
 log = logging.getLogger(__name__)
 
-IMAGE_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "BMP": "bmp", "GIF": "gif",
-                 "TIFF": "tif", "MPO": "jpg"}
+IMAGE_FORMATS = {
+    "JPEG": "jpg",
+    "PNG": "png",
+    "WEBP": "webp",
+    "BMP": "bmp",
+    "GIF": "gif",
+    "TIFF": "tif",
+    "MPO": "jpg",
+}
 
 
 class JobQueue(Protocol):
@@ -37,8 +44,10 @@ def sniff_image(data: bytes, max_bytes: int) -> str:
         with Image.open(io.BytesIO(data)) as img:
             fmt = img.format or ""
     except (UnidentifiedImageError, OSError) as exc:
-        raise InvalidImage("the file is not an image Unmask can read "
-                           f"({', '.join(sorted(set(IMAGE_FORMATS)))})", code="not_an_image") from exc
+        raise InvalidImage(
+            f"the file is not an image Unmask can read ({', '.join(sorted(set(IMAGE_FORMATS)))})",
+            code="not_an_image",
+        ) from exc
     if fmt not in IMAGE_FORMATS:
         raise InvalidImage(f"unsupported image format {fmt!r}", code="unsupported_format")
     return IMAGE_FORMATS[fmt]
@@ -60,15 +69,27 @@ def _enqueue(factory: sessionmaker[Session], queue: JobQueue, job: Job) -> Job:
     except Exception as exc:
         log.exception("could not enqueue job %s", job.id)
         with session_scope(factory) as session:
-            jobs.fail_job(session, job_id=job.id, code="queue_unavailable",
-                          message="the job queue was unreachable; submit again")
+            jobs.fail_job(
+                session,
+                job_id=job.id,
+                code="queue_unavailable",
+                message="the job queue was unreachable; submit again",
+            )
         raise QueueUnavailable("the job queue is unreachable; try again shortly") from exc
     return job
 
 
-def submit_upload(factory: sessionmaker[Session], *, store: ObjectStore, queue: JobQueue,
-                  owner: str, data: bytes, filename: str | None, max_bytes: int,
-                  metadata: Any = None) -> Job:
+def submit_upload(
+    factory: sessionmaker[Session],
+    *,
+    store: ObjectStore,
+    queue: JobQueue,
+    owner: str,
+    data: bytes,
+    filename: str | None,
+    max_bytes: int,
+    metadata: Any = None,
+) -> Job:
     """Store the uploaded bytes, record a queued job, enqueue its id."""
     ext = sniff_image(data, max_bytes)
     meta = check_metadata(metadata)
@@ -76,20 +97,41 @@ def submit_upload(factory: sessionmaker[Session], *, store: ObjectStore, queue: 
     key = new_key("uploads", job_id, f"original.{ext}")
     store.put(key, data, f"image/{'jpeg' if ext == 'jpg' else ext}")
     with session_scope(factory) as session:
-        job = jobs.create_job(session, owner=owner, source="upload", bucket=store.bucket, key=key,
-                              filename=(filename or "")[:255] or None,
-                              sha256=hashlib.sha256(data).hexdigest(), metadata=meta,
-                              job_id=job_id)
+        job = jobs.create_job(
+            session,
+            owner=owner,
+            source="upload",
+            bucket=store.bucket,
+            key=key,
+            filename=(filename or "")[:255] or None,
+            sha256=hashlib.sha256(data).hexdigest(),
+            metadata=meta,
+            job_id=job_id,
+        )
     return _enqueue(factory, queue, job)
 
 
-def submit_s3(factory: sessionmaker[Session], *, queue: JobQueue, owner: str, bucket: str,
-              key: str, metadata: Any = None) -> Job:
+def submit_s3(
+    factory: sessionmaker[Session],
+    *,
+    queue: JobQueue,
+    owner: str,
+    bucket: str,
+    key: str,
+    metadata: Any = None,
+) -> Job:
     """Record a job for an object already in S3; the worker reads it from there."""
     if not bucket or not key or len(key) > 1024:
         raise InvalidInput("source.s3 needs a bucket and a key", code="invalid_source")
     meta = check_metadata(metadata)
     with session_scope(factory) as session:
-        job = jobs.create_job(session, owner=owner, source="s3", bucket=bucket, key=key,
-                              filename=key.rsplit("/", 1)[-1][:255], metadata=meta)
+        job = jobs.create_job(
+            session,
+            owner=owner,
+            source="s3",
+            bucket=bucket,
+            key=key,
+            filename=key.rsplit("/", 1)[-1][:255],
+            metadata=meta,
+        )
     return _enqueue(factory, queue, job)

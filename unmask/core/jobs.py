@@ -27,21 +27,40 @@ def parse_job_id(value: str) -> uuid.UUID:
         raise NotFound("job not found") from exc
 
 
-def create_job(session: Session, *, owner: str, source: str, bucket: str, key: str,
-               filename: str | None = None, sha256: str | None = None,
-               metadata: dict[str, Any] | None = None, job_id: uuid.UUID | None = None) -> Job:
+def create_job(
+    session: Session,
+    *,
+    owner: str,
+    source: str,
+    bucket: str,
+    key: str,
+    filename: str | None = None,
+    sha256: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    job_id: uuid.UUID | None = None,
+) -> Job:
     """A queued job; the caller commits, then enqueues its id."""
-    job = Job(id=job_id or uuid.uuid4(), owner=owner, status="queued", source=source,
-              input_bucket=bucket, input_key=key, input_filename=filename, input_sha256=sha256,
-              metadata_=metadata, attempts=0)
+    job = Job(
+        id=job_id or uuid.uuid4(),
+        owner=owner,
+        status="queued",
+        source=source,
+        input_bucket=bucket,
+        input_key=key,
+        input_filename=filename,
+        input_sha256=sha256,
+        metadata_=metadata,
+        attempts=0,
+    )
     session.add(job)
     session.flush()
     return job
 
 
 def get_job(session: Session, *, owner: str, job_id: uuid.UUID) -> Job:
-    job = session.scalar(select(Job).options(selectinload(Job.faces))
-                         .where(Job.id == job_id, Job.owner == owner))
+    job = session.scalar(
+        select(Job).options(selectinload(Job.faces)).where(Job.id == job_id, Job.owner == owner)
+    )
     if job is None:
         raise NotFound("job not found")
     return job
@@ -61,8 +80,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         raise InvalidInput("invalid cursor", code="invalid_cursor") from exc
 
 
-def list_jobs(session: Session, *, owner: str, status: str | None = None, limit: int = 50,
-              cursor: str | None = None) -> tuple[Sequence[Job], str | None]:
+def list_jobs(
+    session: Session, *, owner: str, status: str | None = None, limit: int = 50, cursor: str | None = None
+) -> tuple[Sequence[Job], str | None]:
     """Newest first; returns a page and the cursor of the next one (None at the end)."""
     if status is not None and status not in STATUSES:
         raise InvalidInput(f"status must be one of {', '.join(STATUSES)}", code="invalid_status")
@@ -73,10 +93,8 @@ def list_jobs(session: Session, *, owner: str, status: str | None = None, limit:
         query = query.where(Job.status == status)
     if cursor:
         stamp, last_id = decode_cursor(cursor)
-        query = query.where(or_(Job.created_at < stamp,
-                                and_(Job.created_at == stamp, Job.id < last_id)))
-    rows = session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc())
-                           .limit(limit + 1)).all()
+        query = query.where(or_(Job.created_at < stamp, and_(Job.created_at == stamp, Job.id < last_id)))
+    rows = session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)).all()
     page = rows[:limit]
     return page, (encode_cursor(page[-1]) if len(rows) > limit else None)
 
@@ -102,11 +120,22 @@ def record_result(session: Session, *, job_id: uuid.UUID, result: JobResult) -> 
     session.execute(delete(Face).where(Face.job_id == job_id))
     for index, face in enumerate(result.faces):
         x1, y1, x2, y2 = face.box
-        session.add(Face(job_id=job_id, index=index, x1=x1, y1=y1, x2=x2, y2=y2,
-                         detection_probability=face.detection_probability,
-                         landmarks=face.landmarks, fake_probability=face.fake_probability,
-                         verdict=face.verdict, skip_reason=face.skip_reason,
-                         overlay_key=face.overlay_key))
+        session.add(
+            Face(
+                job_id=job_id,
+                index=index,
+                x1=x1,
+                y1=y1,
+                x2=x2,
+                y2=y2,
+                detection_probability=face.detection_probability,
+                landmarks=face.landmarks,
+                fake_probability=face.fake_probability,
+                verdict=face.verdict,
+                skip_reason=face.skip_reason,
+                overlay_key=face.overlay_key,
+            )
+        )
     job.status, job.finished_at = "succeeded", utcnow()
     job.verdict, job.fake_probability = result.verdict, result.fake_probability
     job.image_width, job.image_height = result.width, result.height

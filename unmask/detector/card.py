@@ -5,8 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-COLUMNS = ("n", "n_real", "n_fake", "auc", "accuracy", "uncertain_rate", "eer",
-           "tpr_at_fpr_1pct", "tpr_at_fpr_5pct")
+COLUMNS = (
+    "n",
+    "n_real",
+    "n_fake",
+    "auc",
+    "accuracy",
+    "uncertain_rate",
+    "eer",
+    "tpr_at_fpr_1pct",
+    "tpr_at_fpr_5pct",
+)
 
 
 def fmt(value: Any) -> str:
@@ -31,29 +40,29 @@ def write_model_card(path: Path, report: dict, run_dir: Path) -> None:
     model = report["model"]
     opts = report["options"]
     history = run_dir / "history.json"
-    text = f"""# Model card: {model['name']}
+    text = f"""# Model card: {model["name"]}
 
-- Architecture: `{model['arch']}` (facenet-pytorch InceptionResnetV1, `classify=True,
-  num_classes=1`), trained from scratch; input {model['crop_size']} px MTCNN crop (margin
-  {model['margin']}) resized to {model['input_size']} px, normalised with mean {model['mean']},
-  std {model['std']}.
-- Weights sha256: `{report['weights_sha256']}` (fp16 on disk, loaded as fp32).
-- Calibration: P(fake) = sigmoid({model['calibration'][0]} * logit + {model['calibration'][1]})
+- Architecture: `{model["arch"]}` (facenet-pytorch InceptionResnetV1, `classify=True,
+  num_classes=1`), trained from scratch; input {model["crop_size"]} px MTCNN crop (margin
+  {model["margin"]}) resized to {model["input_size"]} px, normalised with mean {model["mean"]},
+  std {model["std"]}.
+- Weights sha256: `{report["weights_sha256"]}` (fp16 on disk, loaded as fp32).
+- Calibration: P(fake) = sigmoid({model["calibration"][0]} * logit + {model["calibration"][1]})
   (Platt scaling on validation data).
-- Thresholds: `real` if P(fake) <= {model['thresholds']['real']}, `fake` if P(fake) >=
-  {model['thresholds']['fake']}, `uncertain` between.
+- Thresholds: `real` if P(fake) <= {model["thresholds"]["real"]}, `fake` if P(fake) >=
+  {model["thresholds"]["fake"]}, `uncertain` between.
 
 ## Data and recipe
-- Training sources: {', '.join(report['train_sources'])} ({report['n_train']} face crops);
-  held-out sources: {', '.join(report['held_out_sources']) or 'none'}; {report['no_face']} images
+- Training sources: {", ".join(report["train_sources"])} ({report["n_train"]} face crops);
+  held-out sources: {", ".join(report["held_out_sources"]) or "none"}; {report["no_face"]} images
   had no usable face.
-- Epochs {opts['epochs']}, batch {opts['batch_size']}, AdamW lr {opts['lr']} (cosine),
-  weight decay {opts['weight_decay']}, seed {opts['seed']}, source-balanced sampling
-  {opts['balance_sources']}, self-blended fakes for {opts['sbi_ratio']:.0%} of sampled real crops,
+- Epochs {opts["epochs"]}, batch {opts["batch_size"]}, AdamW lr {opts["lr"]} (cosine),
+  weight decay {opts["weight_decay"]}, seed {opts["seed"]}, source-balanced sampling
+  {opts["balance_sources"]}, self-blended fakes for {opts["sbi_ratio"]:.0%} of sampled real crops,
   augmentation: flips, colour jitter, rescaling, blur, noise, JPEG q40–95.
 - Per-epoch history: `{history.name}` beside this card.
 
 ## Validation (held-out sources and a random share of the training sources)
-{metrics_table(report['validation'], report['held_out_sources'])}
+{metrics_table(report["validation"], report["held_out_sources"])}
 """
     path.write_text(text)

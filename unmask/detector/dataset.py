@@ -66,12 +66,23 @@ class CropSet:
 
     def subset(self, mask: np.ndarray) -> CropSet:
         idx = np.flatnonzero(mask)
-        return CropSet(self.crops[idx], self.landmarks[idx], self.labels[idx],
-                       self.sources[idx], [self.paths[i] for i in idx], [])
+        return CropSet(
+            self.crops[idx],
+            self.landmarks[idx],
+            self.labels[idx],
+            self.sources[idx],
+            [self.paths[i] for i in idx],
+            [],
+        )
 
 
-def crop_landmarks(landmarks: list[tuple[float, float]], box: tuple[float, ...], crop_size: int,
-                   margin: int, image_size: tuple[int, int]) -> np.ndarray:
+def crop_landmarks(
+    landmarks: list[tuple[float, float]],
+    box: tuple[float, ...],
+    crop_size: int,
+    margin: int,
+    image_size: tuple[int, int],
+) -> np.ndarray:
     """Map landmarks from image pixels to the crop's pixels (same geometry as crop_face)."""
     left, top, right, bottom = crop_region(box, crop_size, margin, image_size)
     pts = np.asarray(landmarks, dtype=np.float32)
@@ -85,8 +96,9 @@ def largest_usable_face(image: Image.Image, detector: FaceDetector):
     return max(faces, key=lambda f: f.size) if faces else None
 
 
-def build_crops(items: list[LabelledImage], cache_dir: str | Path, detector: FaceDetector,
-                crop_size: int, margin: int) -> CropSet:
+def build_crops(
+    items: list[LabelledImage], cache_dir: str | Path, detector: FaceDetector, crop_size: int, margin: int
+) -> CropSet:
     """Detect and crop the main face of every image once; cached by file hash, resumable."""
     cache = Path(cache_dir) / f"crops-{crop_size}-m{margin}"
     cache.mkdir(parents=True, exist_ok=True)
@@ -105,7 +117,10 @@ def build_crops(items: list[LabelledImage], cache_dir: str | Path, detector: Fac
     return CropSet(
         np.stack(crops) if crops else np.zeros(size, np.uint8),
         np.stack(marks) if marks else np.zeros((0, 5, 2), np.float32),
-        np.asarray(labels, dtype=np.int64), np.asarray(sources), paths, no_face,
+        np.asarray(labels, dtype=np.int64),
+        np.asarray(sources),
+        paths,
+        no_face,
     )
 
 

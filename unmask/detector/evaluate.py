@@ -39,8 +39,11 @@ def score_image(predictor: Predictor, item: LabelledImage, cache: Path | None) -
     else:
         try:
             pred = predictor.predict(decode_image(data), explain=False)
-            row = {"p": pred.fake_probability, "v": pred.verdict,
-                   "f": sum(f.fake_probability is not None for f in pred.faces)}
+            row = {
+                "p": pred.fake_probability,
+                "v": pred.verdict,
+                "f": sum(f.fake_probability is not None for f in pred.faces),
+            }
         except InvalidImage as exc:
             row = {"p": None, "v": "failed", "f": 0, "error": exc.code}
         if hit:
@@ -54,9 +57,12 @@ def group_metrics(rows: list[Scored], predictor: Predictor) -> dict:
     labels = np.array([r.item.label for r in with_face], dtype=np.int64)
     probs = np.array([r.probability for r in with_face], dtype=np.float64)
     out = summary(labels, probs, predictor.config.thresholds)
-    out.update(n=len(rows), n_real=sum(r.item.label == 0 for r in rows),
-               n_fake=sum(r.item.label == 1 for r in rows),
-               no_face=len(rows) - len(with_face))
+    out.update(
+        n=len(rows),
+        n_real=sum(r.item.label == 0 for r in rows),
+        n_fake=sum(r.item.label == 1 for r in rows),
+        no_face=len(rows) - len(with_face),
+    )
     if out["accuracy"] is not None:  # images without a face can't be right either
         out["accuracy"] = out["accuracy"] * len(with_face) / len(rows)
     return out
@@ -68,16 +74,21 @@ def evaluate(predictor: Predictor, data_dir: Path, out_dir: Path, cache: Path | 
     out_dir.mkdir(parents=True, exist_ok=True)
     if cache:
         cache.mkdir(parents=True, exist_ok=True)
-    rows = [score_image(predictor, item, cache)
-            for item in tqdm(items, desc="evaluate", unit="img", mininterval=2.0)]
+    rows = [
+        score_image(predictor, item, cache)
+        for item in tqdm(items, desc="evaluate", unit="img", mininterval=2.0)
+    ]
     metrics = group_metrics(rows, predictor)
     sources = sorted({r.item.source for r in rows})
     if sources != ["unknown"]:
-        metrics["by_source"] = {s: group_metrics([r for r in rows if r.item.source == s], predictor)
-                                for s in sources}
-    metrics["model"] = {"name": predictor.config.name,
-                        "weights_sha256": predictor.model.weights_sha256,
-                        "thresholds": predictor.config.thresholds.__dict__}
+        metrics["by_source"] = {
+            s: group_metrics([r for r in rows if r.item.source == s], predictor) for s in sources
+        }
+    metrics["model"] = {
+        "name": predictor.config.name,
+        "weights_sha256": predictor.model.weights_sha256,
+        "thresholds": predictor.config.thresholds.__dict__,
+    }
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     write_predictions(out_dir / "predictions.csv", rows, data_dir)
     plot_roc(out_dir / "roc.png", rows)
@@ -90,9 +101,15 @@ def write_predictions(path: Path, rows: list[Scored], root: Path) -> None:
         writer = csv.writer(fh)
         writer.writerow(["file", "label", "probability", "verdict", "faces"])
         for r in rows:
-            writer.writerow([r.item.path.relative_to(root), "fake" if r.item.label else "real",
-                             "" if r.probability is None else f"{r.probability:.6f}",
-                             r.verdict, r.faces])
+            writer.writerow(
+                [
+                    r.item.path.relative_to(root),
+                    "fake" if r.item.label else "real",
+                    "" if r.probability is None else f"{r.probability:.6f}",
+                    r.verdict,
+                    r.faces,
+                ]
+            )
 
 
 def plot_roc(path: Path, rows: list[Scored]) -> None:

@@ -46,8 +46,9 @@ def decode_image(data: bytes) -> Image.Image:
         raise InvalidImage("the file is not a readable image", code="not_an_image") from exc
 
 
-def crop_region(box: tuple[float, float, float, float], crop_size: int, margin: int,
-                image_size: tuple[int, int]) -> tuple[int, int, int, int]:
+def crop_region(
+    box: tuple[float, float, float, float], crop_size: int, margin: int, image_size: tuple[int, int]
+) -> tuple[int, int, int, int]:
     """The pixel rectangle facenet-pytorch's extract_face crops for a box and margin."""
     x1, y1, x2, y2 = box
     # The margin is given in crop pixels; scale it to the box's size.
@@ -59,8 +60,9 @@ def crop_region(box: tuple[float, float, float, float], crop_size: int, margin: 
     return left, top, right, bottom
 
 
-def crop_face(image: Image.Image, box: tuple[float, float, float, float], crop_size: int,
-              margin: int = 0) -> Image.Image:
+def crop_face(
+    image: Image.Image, box: tuple[float, float, float, float], crop_size: int, margin: int = 0
+) -> Image.Image:
     """Crop the box plus margin and resize it to a square, bilinear."""
     region = crop_region(box, crop_size, margin, image.size)
     return image.crop(region).resize((crop_size, crop_size), Image.BILINEAR)
@@ -69,9 +71,15 @@ def crop_face(image: Image.Image, box: tuple[float, float, float, float], crop_s
 class FaceDetector:
     """MTCNN over the whole image; large images are shrunk first, boxes mapped back."""
 
-    def __init__(self, *, device: str | torch.device = "cpu", min_face_size: int = 20,
-                 min_probability: float = 0.90, max_side: int = 1024,
-                 pyramid_min_size: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        device: str | torch.device = "cpu",
+        min_face_size: int = 20,
+        min_probability: float = 0.90,
+        max_side: int = 1024,
+        pyramid_min_size: int | None = None,
+    ) -> None:
         from facenet_pytorch import MTCNN
 
         self.min_face_size = min_face_size
@@ -81,8 +89,9 @@ class FaceDetector:
         # pyramid reaches down to 20 px so faces under min_face_size are reported as skipped
         # rather than never seen; pyramid_min_size trades that for speed on large-face data.
         pyramid = pyramid_min_size or min(min_face_size, 20)
-        self.mtcnn = MTCNN(keep_all=True, select_largest=False, post_process=False,
-                           min_face_size=pyramid, device=device)
+        self.mtcnn = MTCNN(
+            keep_all=True, select_largest=False, post_process=False, min_face_size=pyramid, device=device
+        )
 
     def detect(self, image: Image.Image) -> list[Face]:
         """All faces, largest probability first; small or unsure ones are marked skipped."""

@@ -22,8 +22,9 @@ from unmask.detector.train import TrainOptions, predict_logits, split_by_sources
 log = logging.getLogger(__name__)
 
 
-def per_source(labels: np.ndarray, probs: np.ndarray, sources: np.ndarray,
-               config: ModelConfig) -> dict[str, dict]:
+def per_source(
+    labels: np.ndarray, probs: np.ndarray, sources: np.ndarray, config: ModelConfig
+) -> dict[str, dict]:
     """The summary metrics for every source, plus `all`."""
     out = {"all": summary(labels, probs, config.thresholds)}
     for source in sorted(set(sources.tolist())):
@@ -32,8 +33,7 @@ def per_source(labels: np.ndarray, probs: np.ndarray, sources: np.ndarray,
     return out
 
 
-def calibrate(config: ModelConfig, logits: np.ndarray, labels: np.ndarray, band: float
-              ) -> ModelConfig:
+def calibrate(config: ModelConfig, logits: np.ndarray, labels: np.ndarray, band: float) -> ModelConfig:
     """Platt-scale the logits, then fit the three-way thresholds on calibrated probabilities."""
     a, b = fit_platt(logits, labels)
     calibrated = replace(config, calibration=(round(a, 6), round(b, 6)))
@@ -46,24 +46,39 @@ def load_crops(data_dir: Path, cache_dir: Path, config: ModelConfig, device: tor
     return build_crops(scan_labelled(data_dir), cache_dir, detector, config.crop_size, config.margin)
 
 
-def fit_model(data_dir: Path, run_dir: Path, *, model_name: str, options: TrainOptions,
-              cache_dir: Path, device: str = "auto", resume: bool = False,
-              holdout: float = 0.1, band: float = 0.1) -> Path | None:
+def fit_model(
+    data_dir: Path,
+    run_dir: Path,
+    *,
+    model_name: str,
+    options: TrainOptions,
+    cache_dir: Path,
+    device: str = "auto",
+    resume: bool = False,
+    holdout: float = 0.1,
+    band: float = 0.1,
+) -> Path | None:
     """Train and calibrate one model; returns the weights path, or None if paused by max_steps."""
     dev = pick_device(device)
-    config = replace(MODELS[model_name], thresholds=MODELS["reference-irv1"].thresholds,
-                     calibration=(1.0, 0.0))
+    config = replace(
+        MODELS[model_name], thresholds=MODELS["reference-irv1"].thresholds, calibration=(1.0, 0.0)
+    )
     data = load_crops(data_dir, cache_dir, config, dev)
     train_set, val_set, held = split_by_sources(data, options.val_sources, holdout, options.seed)
-    log.info("train %d crops, validation %d (%d from held-out sources)",
-             len(train_set.labels), len(val_set.labels), int(held.sum()))
+    log.info(
+        "train %d crops, validation %d (%d from held-out sources)",
+        len(train_set.labels),
+        len(val_set.labels),
+        int(held.sum()),
+    )
 
     def on_epoch(logits: np.ndarray, rows: np.ndarray) -> dict:
         probs = 1 / (1 + np.exp(-logits))
         return {"validation": per_source(val_set.labels[rows], probs, val_set.sources[rows], config)}
 
-    model, finished = train(config, train_set, val_set, run_dir, options, dev, resume=resume,
-                            on_epoch=on_epoch)
+    model, finished = train(
+        config, train_set, val_set, run_dir, options, dev, resume=resume, on_epoch=on_epoch
+    )
     if not finished:
         log.info("paused; continue with --resume")
         return None
@@ -76,10 +91,16 @@ def fit_model(data_dir: Path, run_dir: Path, *, model_name: str, options: TrainO
     metrics = per_source(val_set.labels, probs, val_set.sources, final)
     weights = run_dir / f"{model_name}.pt"
     sha = save_checkpoint(weights, model, final, half=True)
-    report = {"model": final.to_dict(), "weights_sha256": sha, "validation": metrics,
-              "held_out_sources": options.val_sources, "options": options.__dict__,
-              "train_sources": sorted(set(train_set.sources.tolist())),
-              "no_face": len(data.no_face), "n_train": int(len(train_set.labels))}
+    report = {
+        "model": final.to_dict(),
+        "weights_sha256": sha,
+        "validation": metrics,
+        "held_out_sources": options.val_sources,
+        "options": options.__dict__,
+        "train_sources": sorted(set(train_set.sources.tolist())),
+        "no_face": len(data.no_face),
+        "n_train": int(len(train_set.labels)),
+    }
     (run_dir / "metrics.json").write_text(json.dumps(report, indent=2, default=str))
     write_model_card(run_dir / "MODEL_CARD.md", report, run_dir)
     return weights

@@ -32,8 +32,9 @@ def to_model_input(crops: Sequence[Image.Image | np.ndarray], config: ModelConfi
     arrays = [np.asarray(c, dtype=np.uint8) for c in crops]
     batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float()
     if batch.shape[-1] != config.input_size or batch.shape[-2] != config.input_size:
-        batch = F.interpolate(batch, size=(config.input_size, config.input_size),
-                              mode="bilinear", align_corners=False)
+        batch = F.interpolate(
+            batch, size=(config.input_size, config.input_size), mode="bilinear", align_corners=False
+        )
     batch = batch / 255.0
     mean = torch.tensor(config.mean).view(1, 3, 1, 1)
     std = torch.tensor(config.std).view(1, 3, 1, 1)
@@ -70,12 +71,18 @@ class Predictor:
         self.cam = GradCam(model.module, self.config.target_layer)
 
     @classmethod
-    def from_settings(cls, *, weights: str | Path | None, model_name: str | None, device: str = "auto",
-                      min_face_size: int = 20, min_face_probability: float = 0.9) -> Predictor:
+    def from_settings(
+        cls,
+        *,
+        weights: str | Path | None,
+        model_name: str | None,
+        device: str = "auto",
+        min_face_size: int = 20,
+        min_face_probability: float = 0.9,
+    ) -> Predictor:
         dev = pick_device(device)
         model = load_model(weights, model_name, dev)
-        detector = FaceDetector(device=dev, min_face_size=min_face_size,
-                                min_probability=min_face_probability)
+        detector = FaceDetector(device=dev, min_face_size=min_face_size, min_probability=min_face_probability)
         return cls(model, detector)
 
     def score_crops(self, crops: Sequence[Image.Image], explain: bool) -> tuple[np.ndarray, list]:
@@ -83,7 +90,7 @@ class Predictor:
         probs: list[np.ndarray] = []
         cams: list[np.ndarray | None] = []
         for start in range(0, len(crops), self.batch_size):
-            batch = to_model_input(crops[start:start + self.batch_size], self.config).to(self.device)
+            batch = to_model_input(crops[start : start + self.batch_size], self.config).to(self.device)
             if explain:
                 scored = self.cam(batch)
                 logits, maps = scored.logits, list(scored.cams.cpu().numpy())
@@ -99,8 +106,7 @@ class Predictor:
         """Detect every face, score the usable ones, explain them, and sum up the image."""
         faces = [FacePrediction(face=f) for f in self.detector.detect(image)]
         usable = [fp for fp in faces if fp.face.skipped is None]
-        crops = [crop_face(image, fp.face.box, self.config.crop_size, self.config.margin)
-                 for fp in usable]
+        crops = [crop_face(image, fp.face.box, self.config.crop_size, self.config.margin) for fp in usable]
         probs, cams = self.score_crops(crops, explain)
         for fp, crop, prob, cam in zip(usable, crops, probs, cams):
             fp.fake_probability = round(float(prob), 6)

@@ -127,8 +127,9 @@ def save_checkpoint(
     path: Path, module: nn.Module, config: ModelConfig, *, half: bool = False, **extra: Any
 ) -> str:
     """Write weights in the circulating format plus Unmask's metadata; return sha256."""
-    state = {k: (v.half() if half and v.is_floating_point() else v).cpu()
-             for k, v in module.state_dict().items()}
+    state = {
+        k: (v.half() if half and v.is_floating_point() else v).cpu() for k, v in module.state_dict().items()
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save({"model_state_dict": state, METADATA_KEY: config.to_dict(), **extra}, tmp)

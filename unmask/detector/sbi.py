@@ -28,8 +28,9 @@ def face_mask(landmarks: np.ndarray, size: int, rng: np.random.Generator) -> np.
     v = -dx * np.sin(angle) + dy * np.cos(angle)
     # A few low-frequency wobbles so the boundary is not a perfect ellipse.
     theta = np.arctan2(v, u)
-    wobble = 1 + sum(rng.uniform(-0.08, 0.08) * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
-                     for k in (2, 3, 5))
+    wobble = 1 + sum(
+        rng.uniform(-0.08, 0.08) * np.cos(k * theta + rng.uniform(0, 2 * np.pi)) for k in (2, 3, 5)
+    )
     inside = ((u / ax) ** 2 + (v / ay) ** 2) <= wobble**2
     mask = Image.fromarray((inside * 255).astype(np.uint8))
     mask = mask.filter(ImageFilter.GaussianBlur(float(rng.uniform(2.0, 8.0))))

@@ -18,8 +18,9 @@ def expand(paths: list[Path]) -> list[Path]:
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*")
-                                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+            files.extend(
+                sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            )
         elif path.is_file():
             files.append(path)
         else:
@@ -33,12 +34,17 @@ def report_row(path: Path, pred: Prediction, overlay_names: dict[str, str | list
         "verdict": pred.verdict,
         "fake_probability": pred.fake_probability,
         "overlay": overlay_names.get("image"),
-        "faces": [{
-            "box": list(fp.face.box), "detection_probability": fp.face.detection_probability,
-            "fake_probability": fp.fake_probability, "verdict": fp.verdict,
-            "skip_reason": fp.face.skipped,
-            "overlay": (overlay_names.get("faces") or [None] * len(pred.faces))[i],
-        } for i, fp in enumerate(pred.faces)],
+        "faces": [
+            {
+                "box": list(fp.face.box),
+                "detection_probability": fp.face.detection_probability,
+                "fake_probability": fp.fake_probability,
+                "verdict": fp.verdict,
+                "skip_reason": fp.face.skipped,
+                "overlay": (overlay_names.get("faces") or [None] * len(pred.faces))[i],
+            }
+            for i, fp in enumerate(pred.faces)
+        ],
     }
 
 
@@ -70,14 +76,20 @@ def scan_paths(predictor: Predictor, paths: list[Path], out: Path, *, overlays: 
         try:
             pred = predictor.predict(decode_image(path.read_bytes()), explain=overlays)
         except InvalidImage as exc:
-            rows.append({"file": str(path), "verdict": "failed",
-                         "error": {"code": exc.code, "message": exc.message}})
+            rows.append(
+                {"file": str(path), "verdict": "failed", "error": {"code": exc.code, "message": exc.message}}
+            )
             continue
         names = save_overlays(pred, out, index, path.stem) if overlays else {}
         rows.append(report_row(path, pred, names))
     cfg = predictor.config
-    report = {"model": {"name": cfg.name, "weights_sha256": predictor.model.weights_sha256,
-                        "thresholds": {"real": cfg.thresholds.real, "fake": cfg.thresholds.fake}},
-              "images": rows}
+    report = {
+        "model": {
+            "name": cfg.name,
+            "weights_sha256": predictor.model.weights_sha256,
+            "thresholds": {"real": cfg.thresholds.real, "fake": cfg.thresholds.fake},
+        },
+        "images": rows,
+    }
     (out / "report.json").write_text(json.dumps(report, indent=2))
     return report

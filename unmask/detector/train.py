@@ -41,8 +41,9 @@ class TrainOptions:
     val_sources: list[str] = field(default_factory=list)
 
 
-def sample_weights(labels: np.ndarray, sources: np.ndarray, balance: bool,
-                   real_share: float = 0.5) -> np.ndarray:
+def sample_weights(
+    labels: np.ndarray, sources: np.ndarray, balance: bool, real_share: float = 0.5
+) -> np.ndarray:
     """Sampling probabilities. Balanced: each class gets its share, split equally among its
     sources, so no single collection dominates what the model sees."""
     if not balance:
@@ -69,8 +70,9 @@ def epoch_order(n_samples: int, weights: np.ndarray, seed: int, epoch: int) -> n
     return rng.choice(len(weights), size=n_samples, replace=True, p=weights)
 
 
-def make_example(data: CropSet, index: int, rng: np.random.Generator, sbi_ratio: float
-                 ) -> tuple[np.ndarray, int]:
+def make_example(
+    data: CropSet, index: int, rng: np.random.Generator, sbi_ratio: float
+) -> tuple[np.ndarray, int]:
     """One augmented training crop; a real one may first become a self-blended fake."""
     crop, label = data.crops[index], int(data.labels[index])
     if label == 0 and sbi_ratio > 0 and rng.random() < sbi_ratio:
@@ -81,16 +83,19 @@ def make_example(data: CropSet, index: int, rng: np.random.Generator, sbi_ratio:
 class Trainer:
     """Owns model, optimiser, schedule and the run folder's checkpoint."""
 
-    def __init__(self, config: ModelConfig, train: CropSet, run_dir: Path, options: TrainOptions,
-                 device: torch.device) -> None:
+    def __init__(
+        self, config: ModelConfig, train: CropSet, run_dir: Path, options: TrainOptions, device: torch.device
+    ) -> None:
         self.config, self.data, self.run_dir, self.opt = config, train, run_dir, options
         self.device = device
         torch.manual_seed(options.seed)
         self.model: nn.Module = ARCHITECTURES[config.arch]().to(device)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=options.lr,
-                                           weight_decay=options.weight_decay)
-        self.weights = sample_weights(train.labels, train.sources, options.balance_sources,
-                                      options.real_share)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=options.lr, weight_decay=options.weight_decay
+        )
+        self.weights = sample_weights(
+            train.labels, train.sources, options.balance_sources, options.real_share
+        )
         self.per_epoch = options.samples_per_epoch or len(train.labels)
         self.steps_per_epoch = max(1, self.per_epoch // options.batch_size)
         self.epoch, self.step, self.history = 0, 0, []
@@ -113,8 +118,11 @@ class Trainer:
         state = {
             "model_state_dict": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "epoch": self.epoch, "step": self.step, "history": self.history,
-            "options": asdict(self.opt), "config": self.config.to_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "history": self.history,
+            "options": asdict(self.opt),
+            "config": self.config.to_dict(),
         }
         tmp = self.checkpoint_path.with_suffix(".tmp")
         torch.save(state, tmp)
@@ -152,15 +160,20 @@ class Trainer:
         """Train the rest of the current epoch; returns (finished, steps taken)."""
         order = epoch_order(self.per_epoch, self.weights, self.opt.seed, self.epoch)
         bs, taken, losses = self.opt.batch_size, 0, []
-        bar = tqdm(total=self.steps_per_epoch, initial=self.step, desc=f"epoch {self.epoch + 1}",
-                   unit="step", mininterval=5.0)
+        bar = tqdm(
+            total=self.steps_per_epoch,
+            initial=self.step,
+            desc=f"epoch {self.epoch + 1}",
+            unit="step",
+            mininterval=5.0,
+        )
         while self.step < self.steps_per_epoch:
             if budget is not None and taken >= budget:
                 bar.close()
                 return False, taken
             global_step = self.epoch * self.steps_per_epoch + self.step
             torch.manual_seed(self.opt.seed * 1_000_003 + global_step)
-            losses.append(self.train_step(order[self.step * bs:(self.step + 1) * bs], global_step))
+            losses.append(self.train_step(order[self.step * bs : (self.step + 1) * bs], global_step))
             self.step, taken = self.step + 1, taken + 1
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
@@ -170,21 +183,30 @@ class Trainer:
         return True, taken
 
 
-def predict_logits(model: nn.Module, config: ModelConfig, crops: np.ndarray,
-                   device: torch.device, batch_size: int = 64) -> np.ndarray:
+def predict_logits(
+    model: nn.Module, config: ModelConfig, crops: np.ndarray, device: torch.device, batch_size: int = 64
+) -> np.ndarray:
     """Raw logits for un-augmented crops, in eval mode."""
     model.eval()
     out = []
     with torch.inference_mode():
         for start in range(0, len(crops), batch_size):
-            batch = to_model_input(list(crops[start:start + batch_size]), config).to(device)
+            batch = to_model_input(list(crops[start : start + batch_size]), config).to(device)
             out.append(model(batch).reshape(-1).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0)
 
 
-def train(config: ModelConfig, train_set: CropSet, val_set: CropSet, run_dir: Path,
-          options: TrainOptions, device: torch.device, *, resume: bool = False,
-          on_epoch=None) -> tuple[nn.Module, bool]:
+def train(
+    config: ModelConfig,
+    train_set: CropSet,
+    val_set: CropSet,
+    run_dir: Path,
+    options: TrainOptions,
+    device: torch.device,
+    *,
+    resume: bool = False,
+    on_epoch=None,
+) -> tuple[nn.Module, bool]:
     """Train until options.epochs are done or max_steps is spent; returns (model, finished)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(config, train_set, run_dir, options, device)
@@ -220,8 +242,9 @@ def epoch_validation_rows(n: int, limit: int | None, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
 
 
-def split_by_sources(data: CropSet, val_sources: list[str], holdout: float, seed: int
-                     ) -> tuple[CropSet, CropSet, np.ndarray]:
+def split_by_sources(
+    data: CropSet, val_sources: list[str], holdout: float, seed: int
+) -> tuple[CropSet, CropSet, np.ndarray]:
     """Held-out sources go wholly to validation, plus a random share of the rest.
 
     Returns train, validation and, for validation rows, whether their source was held out.
@@ -231,4 +254,3 @@ def split_by_sources(data: CropSet, val_sources: list[str], holdout: float, seed
     inside = (~held) & (rng.random(len(held)) < holdout)
     val_mask = held | inside
     return data.subset(~val_mask), data.subset(val_mask), held[val_mask]
-

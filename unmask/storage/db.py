@@ -12,9 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 def make_engine(url: str, **kwargs: object) -> Engine:
     """An engine; SQLite gets WAL and a busy timeout so API and worker can share the file."""
     if url.startswith("sqlite"):
-        engine = create_engine(
-            url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs
-        )
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # noqa: ANN001

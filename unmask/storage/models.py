@@ -33,8 +33,10 @@ class Job(Base):
     """One image to analyse, owned by a tenant; Postgres holds the truth about its state."""
 
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_owner_created", "owner", "created_at", "id"),
-                      Index("ix_jobs_owner_status_created", "owner", "status", "created_at"))
+    __table_args__ = (
+        Index("ix_jobs_owner_created", "owner", "created_at", "id"),
+        Index("ix_jobs_owner_status_created", "owner", "status", "created_at"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     owner: Mapped[str] = mapped_column(String(128))
@@ -67,7 +69,9 @@ class Job(Base):
     code_version: Mapped[str | None] = mapped_column(String(32))
 
     faces: Mapped[list[Face]] = relationship(
-        back_populates="job", cascade="all, delete-orphan", order_by="Face.index",
+        back_populates="job",
+        cascade="all, delete-orphan",
+        order_by="Face.index",
     )
 
 

@@ -50,8 +50,10 @@ class LocalStore:
 
     def get(self, key: str, *, bucket: str | None = None, max_bytes: int | None = None) -> bytes:
         if bucket not in (None, self.bucket):
-            raise InvalidInput("the local object store has no other buckets; S3 sources need "
-                               "UNMASK_STORE=s3", code="s3_not_configured")
+            raise InvalidInput(
+                "the local object store has no other buckets; S3 sources need UNMASK_STORE=s3",
+                code="s3_not_configured",
+            )
         path = self._path(key)
         if not path.is_file():
             raise ObjectNotFound(f"object {key!r} not found")
@@ -80,21 +82,36 @@ class LocalStore:
 class S3Store:
     """Any S3-compatible store (AWS, SeaweedFS, MinIO) with path-style addressing."""
 
-    def __init__(self, *, bucket: str, endpoint_url: str | None, region: str,
-                 access_key: str | None, secret_key: str | None,
-                 public_endpoint_url: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        bucket: str,
+        endpoint_url: str | None,
+        region: str,
+        access_key: str | None,
+        secret_key: str | None,
+        public_endpoint_url: str | None = None,
+    ) -> None:
         import boto3
         from botocore.config import Config
 
-        cfg = Config(signature_version="s3v4", s3={"addressing_style": "path"},
-                     retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5,
-                     read_timeout=30)
-        kwargs = dict(region_name=region, aws_access_key_id=access_key,
-                      aws_secret_access_key=secret_key, config=cfg)
+        cfg = Config(
+            signature_version="s3v4",
+            s3={"addressing_style": "path"},
+            retries={"max_attempts": 3, "mode": "standard"},
+            connect_timeout=5,
+            read_timeout=30,
+        )
+        kwargs = dict(
+            region_name=region, aws_access_key_id=access_key, aws_secret_access_key=secret_key, config=cfg
+        )
         self.client = boto3.client("s3", endpoint_url=endpoint_url, **kwargs)
         # Presigned URLs are signed for a host; clients may reach the store by another name.
-        self.signer = (boto3.client("s3", endpoint_url=public_endpoint_url, **kwargs)
-                       if public_endpoint_url else self.client)
+        self.signer = (
+            boto3.client("s3", endpoint_url=public_endpoint_url, **kwargs)
+            if public_endpoint_url
+            else self.client
+        )
         self.bucket = bucket
 
     def _call(self, fn, **kwargs):  # noqa: ANN001, ANN202
@@ -105,8 +122,9 @@ class S3Store:
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in ("NoSuchKey", "404", "NotFound", "NoSuchBucket"):
-                raise ObjectNotFound(f"object {kwargs.get('Key', '')!r} not found in "
-                                     f"bucket {kwargs.get('Bucket')!r}") from exc
+                raise ObjectNotFound(
+                    f"object {kwargs.get('Key', '')!r} not found in bucket {kwargs.get('Bucket')!r}"
+                ) from exc
             if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
                 raise InvalidInput("access to the object was denied", code="access_denied") from exc
             raise StorageUnavailable(f"object store error: {code or exc}") from exc
@@ -114,8 +132,7 @@ class S3Store:
             raise StorageUnavailable(f"object store unreachable: {exc}") from exc
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
-        self._call(self.client.put_object, Bucket=self.bucket, Key=key, Body=data,
-                   ContentType=content_type)
+        self._call(self.client.put_object, Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
 
     def get(self, key: str, *, bucket: str | None = None, max_bytes: int | None = None) -> bytes:
         bucket = bucket or self.bucket
@@ -128,7 +145,8 @@ class S3Store:
 
     def url(self, key: str, expires: int, base_url: str = "") -> str:
         return self.signer.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires)
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires
+        )
 
     def ping(self) -> None:
         self._call(self.client.head_bucket, Bucket=self.bucket)

@@ -43,12 +43,16 @@ class WorkerRuntime:
     def __init__(self, settings: Settings, predictor: Predictor) -> None:
         self.settings = settings
         self.sessions: sessionmaker[Session] = make_session_factory(
-            make_engine(settings.resolved_database_url))
+            make_engine(settings.resolved_database_url)
+        )
         self.store: ObjectStore = make_store(settings)
         self.predictor = predictor
         cfg = predictor.config
-        self.model_info = ModelInfo(cfg.name, predictor.model.weights_sha256,
-                                    {"real": cfg.thresholds.real, "fake": cfg.thresholds.fake})
+        self.model_info = ModelInfo(
+            cfg.name,
+            predictor.model.weights_sha256,
+            {"real": cfg.thresholds.real, "fake": cfg.thresholds.fake},
+        )
 
     def claim(self, job_id: uuid.UUID) -> Input | None:
         with session_scope(self.sessions) as session:
@@ -70,12 +74,12 @@ class WorkerRuntime:
             return
         # The session is closed here: no connection is held through the model's work.
         try:
-            data = self.store.get(source.key, bucket=source.bucket,
-                                  max_bytes=self.settings.max_upload_bytes)
+            data = self.store.get(source.key, bucket=source.bucket, max_bytes=self.settings.max_upload_bytes)
             image = decode_image(data)
             if image.width * image.height > self.settings.max_pixels:
-                raise InvalidInput(f"image has more than {self.settings.max_pixels} pixels",
-                                   code="image_too_large")
+                raise InvalidInput(
+                    f"image has more than {self.settings.max_pixels} pixels", code="image_too_large"
+                )
             prediction = self.predictor.predict(image)
             result = self.store_overlays(job_id, prediction)
         except (InvalidInput, NotFound) as exc:
@@ -99,15 +103,31 @@ class WorkerRuntime:
             if fp.overlay is not None:
                 key = new_key("overlays", job_id, f"face-{i}.jpg")
                 self.store.put(key, jpeg_bytes(fp.overlay), "image/jpeg")
-            faces.append(FaceResult(fp.face.box, fp.face.detection_probability,
-                                    [list(p) for p in fp.face.landmarks], fp.fake_probability,
-                                    fp.verdict, fp.face.skipped, key))
+            faces.append(
+                FaceResult(
+                    fp.face.box,
+                    fp.face.detection_probability,
+                    [list(p) for p in fp.face.landmarks],
+                    fp.fake_probability,
+                    fp.verdict,
+                    fp.face.skipped,
+                    key,
+                )
+            )
         overlay_key = None
         if pred.overlay is not None:
             overlay_key = new_key("overlays", job_id, "image.jpg")
             self.store.put(overlay_key, jpeg_bytes(pred.overlay), "image/jpeg")
-        return JobResult(pred.verdict, pred.fake_probability, pred.size[0], pred.size[1],
-                         self.model_info, __version__, overlay_key, faces)
+        return JobResult(
+            pred.verdict,
+            pred.fake_probability,
+            pred.size[0],
+            pred.size[1],
+            self.model_info,
+            __version__,
+            overlay_key,
+            faces,
+        )
 
 
 _runtimes: dict[int, WorkerRuntime] = {}
@@ -118,8 +138,11 @@ def get_runtime(settings: Settings) -> WorkerRuntime:
     pid = os.getpid()
     if pid not in _runtimes:
         predictor = Predictor.from_settings(
-            weights=settings.weights, model_name=settings.model, device=settings.device,
+            weights=settings.weights,
+            model_name=settings.model,
+            device=settings.device,
             min_face_size=settings.min_face_size,
-            min_face_probability=settings.min_face_probability)
+            min_face_probability=settings.min_face_probability,
+        )
         _runtimes[pid] = WorkerRuntime(settings, predictor)
     return _runtimes[pid]

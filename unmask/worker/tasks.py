@@ -29,8 +29,11 @@ def register_tasks(app: Celery) -> None:
             runtime.detect_job(uuid.UUID(job_id))
         except TRANSIENT as exc:
             if self.request.retries >= self.max_retries:
-                runtime.fail(uuid.UUID(job_id), "transient_error_exhausted",
-                             f"gave up after {self.request.retries + 1} attempts: {exc}")
+                runtime.fail(
+                    uuid.UUID(job_id),
+                    "transient_error_exhausted",
+                    f"gave up after {self.request.retries + 1} attempts: {exc}",
+                )
                 return
             log.warning("job %s: transient error, retrying: %s", job_id, exc)
-            raise self.retry(exc=exc, countdown=min(60, 2 ** self.request.retries)) from exc
+            raise self.retry(exc=exc, countdown=min(60, 2**self.request.retries)) from exc
