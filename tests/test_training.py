@@ -165,3 +165,38 @@ def test_train_one_tiny_epoch_then_evaluate_end_to_end(tmp_path):
     rows = (out / "predictions.csv").read_text().splitlines()
     assert rows[0] == "file,label,probability,verdict,faces" and len(rows) == 7
     assert (out / "roc.png").stat().st_size > 1000 and (out / "confusion.png").stat().st_size > 1000
+
+
+def test_leave_one_source_out_trains_one_model_per_source(tmp_path):
+    from unmask.cli import main
+
+    run = tmp_path / "loso"
+    args = [
+        "train",
+        "--data",
+        str(LABELLED),
+        "--out",
+        str(run),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "2",
+        "--samples-per-epoch",
+        "2",
+        "--loso",
+        "--val-sources",
+        "studio,sd21",
+        "--cache",
+        str(tmp_path / "cache"),
+        "--device",
+        "cpu",
+    ]
+    assert main(args) == 0
+    results = json.loads((run / "loso.json").read_text())
+    assert set(results) == {"studio", "sd21"}
+    assert results["studio"]["n_real"] == 1 and results["sd21"]["n_fake"] == 1
+    assert all(r["accuracy"] in (0.0, 1.0) for r in results.values())
+    train_sources = json.loads((run / "loso-studio" / "metrics.json").read_text())["train_sources"]
+    assert "studio" not in train_sources
+    assert "| studio |" in (run / "LOSO.md").read_text()
+    assert main(args) == 0  # finished sources are not trained again

@@ -62,6 +62,7 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--lr", type=float, default=1e-3)
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--val-sources", default="", help="comma-separated sources held out whole")
+    tr.add_argument("--loso", action="store_true", help="leave-one-source-out: one model per held-out source")
     tr.add_argument("--sbi-ratio", type=float, default=0.5)
     tr.add_argument("--no-balance", action="store_true", help="uniform instead of per-source sampling")
     tr.add_argument("--samples-per-epoch", type=int, default=None)

@@ -185,6 +185,21 @@ def run_train(args: argparse.Namespace) -> int:
         max_steps=args.max_steps,
         val_sources=[s for s in args.val_sources.split(",") if s],
     )
+    if args.loso:
+        from unmask.detector.fit import fit_loso
+
+        sources = options.val_sources or None
+        results = fit_loso(
+            args.data,
+            args.out,
+            model_name=args.model,
+            options=options,
+            cache_dir=args.cache,
+            device=args.device,
+            sources=sources,
+        )
+        print((args.out / "LOSO.md").read_text() if results else "paused; rerun to continue")
+        return 0
     weights = fit_model(
         args.data,
         args.out,
