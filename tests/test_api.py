@@ -106,12 +106,11 @@ def test_bad_json_sources(client, queue, body):
     assert queue.ids == []
 
 
-def test_s3_source_is_recorded(client, queue):
+def test_s3_source_needs_the_s3_store(client, queue):
     response = client.post("/v1/jobs", json={"source": {"s3": {"bucket": "b", "key": "p/q.jpg"}}})
-    assert response.status_code == 202
-    body = response.get_json()
-    assert body["source"] == {"type": "s3", "filename": "q.jpg", "s3": {"bucket": "b", "key": "p/q.jpg"}}
-    assert queue.ids == [body["id"]]
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "s3_not_configured"
+    assert queue.ids == []
 
 
 def test_plain_text_body_is_unsupported(client):

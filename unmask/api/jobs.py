@@ -45,6 +45,7 @@ def create_job():  # noqa: ANN201
     else:
         job = intake.submit_s3(
             svc.sessions,
+            store=svc.store,
             queue=svc.queue,
             owner=owner(),
             bucket=body.bucket,

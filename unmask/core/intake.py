@@ -114,6 +114,7 @@ def submit_upload(
 def submit_s3(
     factory: sessionmaker[Session],
     *,
+    store: ObjectStore,
     queue: JobQueue,
     owner: str,
     bucket: str,
@@ -121,6 +122,10 @@ def submit_s3(
     metadata: Any = None,
 ) -> Job:
     """Record a job for an object already in S3; the worker reads it from there."""
+    if not store.reads_other_buckets:
+        raise InvalidInput(
+            "S3 sources need the S3 object store (UNMASK_STORE=s3)", code="s3_not_configured"
+        )
     if not bucket or not key or len(key) > 1024:
         raise InvalidInput("source.s3 needs a bucket and a key", code="invalid_source")
     meta = check_metadata(metadata)

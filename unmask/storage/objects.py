@@ -20,6 +20,7 @@ def new_key(prefix: str, job_id: object, name: str) -> str:
 
 class ObjectStore(Protocol):
     bucket: str
+    reads_other_buckets: bool  # can jobs reference objects in buckets the client names?
 
     def put(self, key: str, data: bytes, content_type: str) -> None: ...
     def get(self, key: str, *, bucket: str | None = None, max_bytes: int | None = None) -> bytes: ...
@@ -29,6 +30,8 @@ class ObjectStore(Protocol):
 
 class LocalStore:
     """Objects as files under a folder; URLs are HMAC-signed routes served by the API."""
+
+    reads_other_buckets = False
 
     def __init__(self, root: Path, secret: bytes, bucket: str = "local") -> None:
         self.root = root.resolve()
@@ -81,6 +84,8 @@ class LocalStore:
 
 class S3Store:
     """Any S3-compatible store (AWS, SeaweedFS, MinIO) with path-style addressing."""
+
+    reads_other_buckets = True
 
     def __init__(
         self,
