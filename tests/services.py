@@ -40,6 +40,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def stop(proc: subprocess.Popen, timeout: float = 20) -> None:
+    """SIGTERM, then SIGKILL if the process does not exit in time."""
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def weed_binary() -> str:
     found = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
     if not Path(found).exists():
@@ -90,11 +99,7 @@ def seaweedfs(workdir: Path):
         wait_for_port(S3_PORT, 60)
         yield f"http://127.0.0.1:{S3_PORT}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc, 10)
         log.close()
 
 
@@ -138,11 +143,7 @@ def worker_process(env: dict[str, str], log_path: Path):
             time.sleep(0.3)
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc, 20)
         log.close()
 
 

@@ -112,12 +112,18 @@ def write_predictions(path: Path, rows: list[Scored], root: Path) -> None:
             )
 
 
-def plot_roc(path: Path, rows: list[Scored]) -> None:
+def pyplot():  # noqa: ANN201
+    """matplotlib without a display, imported only when a report is drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot_roc(path: Path, rows: list[Scored]) -> None:
+    plt = pyplot()
     scored = [r for r in rows if r.probability is not None]
     fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=120)
     if len({r.item.label for r in scored}) == 2:
@@ -131,11 +137,7 @@ def plot_roc(path: Path, rows: list[Scored]) -> None:
 
 
 def plot_confusion(path: Path, rows: list[Scored]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     columns = ["real", "uncertain", "fake", "no_face"]
     counts = np.zeros((2, len(columns)), dtype=int)
     for r in rows:
