@@ -64,7 +64,7 @@ def machine() -> dict:
 
 def bench_size(predictor: Predictor, side: int, repeats: int) -> dict:
     model = predictor.model.module
-    image = Image.open(PORTRAIT).convert("RGB").resize((side, side), Image.BILINEAR)
+    image = Image.open(PORTRAIT).convert("RGB").resize((side, side), Image.Resampling.BILINEAR)
     faces = predictor.detector.detect(image)
     crop = crop_face(image, faces[0].box, predictor.config.crop_size, predictor.config.margin)
     batch = to_model_input([crop], predictor.config).to(predictor.device)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Request
@@ -79,8 +80,11 @@ def parse_create(request: Request) -> JobCreate:
     )
 
 
-def iso(value: Any) -> str | None:
-    return value.isoformat() if value is not None else None
+def iso(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC; SQLite hands back naive datetimes that were written as UTC."""
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
 
 
 def job_read(job: Job, store: ObjectStore, expires: int, base_url: str) -> dict[str, Any]:

@@ -123,9 +123,7 @@ def submit_s3(
 ) -> Job:
     """Record a job for an object already in S3; the worker reads it from there."""
     if not store.reads_other_buckets:
-        raise InvalidInput(
-            "S3 sources need the S3 object store (UNMASK_STORE=s3)", code="s3_not_configured"
-        )
+        raise InvalidInput("S3 sources need the S3 object store (UNMASK_STORE=s3)", code="s3_not_configured")
     if not bucket or not key or len(key) > 1024:
         raise InvalidInput("source.s3 needs a bucket and a key", code="invalid_source")
     meta = check_metadata(metadata)

@@ -18,8 +18,8 @@ def jpeg(img: Image.Image, quality: int) -> Image.Image:
 def rescale(img: Image.Image, factor: float) -> Image.Image:
     """Down-sample then back up: the loss of detail a re-upload causes."""
     w, h = img.size
-    small = img.resize((max(8, round(w * factor)), max(8, round(h * factor))), Image.BILINEAR)
-    return small.resize((w, h), Image.BILINEAR)
+    small = img.resize((max(8, round(w * factor)), max(8, round(h * factor))), Image.Resampling.BILINEAR)
+    return small.resize((w, h), Image.Resampling.BILINEAR)
 
 
 def colour_jitter(img: Image.Image, rng: np.random.Generator, strength: float = 0.2) -> Image.Image:
@@ -30,7 +30,7 @@ def colour_jitter(img: Image.Image, rng: np.random.Generator, strength: float = 
 
 def gaussian_noise(img: Image.Image, sigma: float, rng: np.random.Generator) -> Image.Image:
     arr = np.asarray(img, dtype=np.float32)
-    arr = arr + rng.normal(0.0, sigma, arr.shape)
+    arr = arr + rng.normal(0.0, sigma, arr.shape).astype(np.float32)
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
 
 
@@ -38,7 +38,7 @@ def augment(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Random flip, colour jitter, rescale, blur, noise and JPEG recompression."""
     img = Image.fromarray(crop)
     if rng.random() < 0.5:
-        img = img.transpose(Image.FLIP_LEFT_RIGHT)
+        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     if rng.random() < 0.5:
         img = colour_jitter(img, rng)
     if rng.random() < 0.3:

@@ -78,7 +78,7 @@ class CropSet:
 
 def crop_landmarks(
     landmarks: list[tuple[float, float]],
-    box: tuple[float, ...],
+    box: tuple[float, float, float, float],
     crop_size: int,
     margin: int,
     image_size: tuple[int, int],

@@ -127,7 +127,8 @@ def plot_roc(path: Path, rows: list[Scored]) -> None:
     scored = [r for r in rows if r.probability is not None]
     fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=120)
     if len({r.item.label for r in scored}) == 2:
-        fpr, tpr, _ = roc_curve([r.item.label for r in scored], [r.probability for r in scored])
+        scores = [float(r.probability or 0.0) for r in scored]
+        fpr, tpr, _ = roc_curve([r.item.label for r in scored], scores)
         ax.plot(fpr, tpr, lw=2)
     ax.plot([0, 1], [0, 1], ls="--", c="grey")
     ax.set(xlabel="false-positive rate", ylabel="true-positive rate", title="ROC (image level)")

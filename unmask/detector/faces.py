@@ -65,7 +65,7 @@ def crop_face(
 ) -> Image.Image:
     """Crop the box plus margin and resize it to a square, bilinear."""
     region = crop_region(box, crop_size, margin, image.size)
-    return image.crop(region).resize((crop_size, crop_size), Image.BILINEAR)
+    return image.crop(region).resize((crop_size, crop_size), Image.Resampling.BILINEAR)
 
 
 class FaceDetector:
@@ -99,7 +99,7 @@ class FaceDetector:
         work = image
         if scale > 1.0:
             size = (round(image.width / scale), round(image.height / scale))
-            work = image.resize(size, Image.BILINEAR)
+            work = image.resize(size, Image.Resampling.BILINEAR)
         with torch.inference_mode():
             boxes, probs, points = self.mtcnn.detect(work, landmarks=True)
         if boxes is None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
+from numpy.typing import ArrayLike
 
 from unmask.detector.config import Thresholds
 
 
-def roc_curve(labels: Sequence[int], scores: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def roc_curve(labels: ArrayLike, scores: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """FPR, TPR and thresholds, one point per distinct score (fake = positive = 1)."""
     y = np.asarray(labels, dtype=np.int64)
     s = np.asarray(scores, dtype=np.float64)
@@ -25,7 +24,7 @@ def roc_curve(labels: Sequence[int], scores: Sequence[float]) -> tuple[np.ndarra
     return fpr, tpr, thresholds
 
 
-def auc(labels: Sequence[int], scores: Sequence[float]) -> float | None:
+def auc(labels: ArrayLike, scores: ArrayLike) -> float | None:
     """Area under the ROC curve; None when only one class is present."""
     y = np.asarray(labels)
     if len(np.unique(y)) < 2:
@@ -34,7 +33,7 @@ def auc(labels: Sequence[int], scores: Sequence[float]) -> float | None:
     return float(np.trapezoid(tpr, fpr))
 
 
-def eer(labels: Sequence[int], scores: Sequence[float]) -> float | None:
+def eer(labels: ArrayLike, scores: ArrayLike) -> float | None:
     """Equal error rate: where the false-positive and false-negative rates meet."""
     if len(np.unique(np.asarray(labels))) < 2:
         return None
@@ -44,7 +43,7 @@ def eer(labels: Sequence[int], scores: Sequence[float]) -> float | None:
     return float((fpr[i] + fnr[i]) / 2)
 
 
-def tpr_at_fpr(labels: Sequence[int], scores: Sequence[float], max_fpr: float) -> float | None:
+def tpr_at_fpr(labels: ArrayLike, scores: ArrayLike, max_fpr: float) -> float | None:
     """Highest true-positive rate reachable with FPR <= max_fpr."""
     if len(np.unique(np.asarray(labels))) < 2:
         return None
@@ -52,18 +51,19 @@ def tpr_at_fpr(labels: Sequence[int], scores: Sequence[float], max_fpr: float) -
     return float(tpr[fpr <= max_fpr + 1e-12].max())
 
 
-def verdict_accuracy(labels: Sequence[int], verdicts: Sequence[str]) -> float | None:
+def verdict_accuracy(labels: ArrayLike, verdicts: ArrayLike) -> float | None:
     """Share of correct verdicts; `uncertain` counts as wrong."""
-    if not len(labels):
+    y = np.asarray(labels)
+    if not len(y):
         return None
-    want = np.where(np.asarray(labels) == 1, "fake", "real")
+    want = np.where(y == 1, "fake", "real")
     return float(np.mean(np.asarray(verdicts) == want))
 
 
-def summary(labels: Sequence[int], scores: Sequence[float], thresholds: Thresholds) -> dict:
+def summary(labels: ArrayLike, scores: ArrayLike, thresholds: Thresholds) -> dict:
     """Every metric the evaluation report lists, for one group of images."""
     y = np.asarray(labels, dtype=np.int64)
-    verdicts = [thresholds.verdict(float(p)) for p in scores]
+    verdicts = [thresholds.verdict(float(p)) for p in np.asarray(scores, dtype=np.float64)]
     return {
         "n": int(len(y)),
         "n_real": int((y == 0).sum()),
@@ -77,7 +77,7 @@ def summary(labels: Sequence[int], scores: Sequence[float], thresholds: Threshol
     }
 
 
-def fit_thresholds(labels: Sequence[int], scores: Sequence[float], band: float = 0.10) -> Thresholds:
+def fit_thresholds(labels: ArrayLike, scores: ArrayLike, band: float = 0.10) -> Thresholds:
     """Centre on the equal-error point; the `uncertain` band holds the `band` share of
     validation scores nearest to it."""
     y = np.asarray(labels)
@@ -92,7 +92,7 @@ def fit_thresholds(labels: Sequence[int], scores: Sequence[float], band: float =
     return Thresholds(real=round(max(centre - half, 0.0), 6), fake=round(min(centre + half, 1.0), 6))
 
 
-def fit_platt(logits: Sequence[float], labels: Sequence[int], iters: int = 50) -> tuple[float, float]:
+def fit_platt(logits: ArrayLike, labels: ArrayLike, iters: int = 50) -> tuple[float, float]:
     """Platt scaling: (a, b) so sigmoid(a * logit + b) is calibrated on these labels."""
     x = np.asarray(logits, dtype=np.float64)
     y = np.asarray(labels, dtype=np.float64)

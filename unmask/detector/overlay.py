@@ -25,7 +25,9 @@ def jet(values: np.ndarray) -> np.ndarray:
 
 def blend_heatmap(image: Image.Image, cam: np.ndarray, alpha: float = 0.45) -> Image.Image:
     """Resize a 0..1 map to the image and blend its jet colours over it."""
-    heat = Image.fromarray((np.clip(cam, 0, 1) * 255).astype(np.uint8)).resize(image.size, Image.BILINEAR)
+    heat = Image.fromarray((np.clip(cam, 0, 1) * 255).astype(np.uint8)).resize(
+        image.size, Image.Resampling.BILINEAR
+    )
     colours = Image.fromarray(jet(np.asarray(heat, dtype=np.float32) / 255.0))
     return Image.blend(image.convert("RGB"), colours, alpha)
 

@@ -43,7 +43,7 @@ def altered_copy(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     for enhancer in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
         img = enhancer(img).enhance(float(rng.uniform(0.9, 1.1)))
     arr = np.asarray(img, dtype=np.float32)
-    arr = arr + rng.uniform(-8, 8, size=3)  # per-channel tint
+    arr = arr + rng.uniform(-8, 8, size=3).astype(np.float32)  # per-channel tint
     img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
     if rng.random() < 0.5:
         img = img.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.5, 1.5))))
@@ -55,7 +55,7 @@ def altered_copy(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     # Affine about the centre: scale plus a small shift.
     c = size / 2
     coeffs = (1 / scale, 0, c - c / scale - dx, 0, 1 / scale, c - c / scale - dy)
-    img = img.transform(img.size, Image.AFFINE, coeffs, resample=Image.BILINEAR)
+    img = img.transform(img.size, Image.Transform.AFFINE, coeffs, resample=Image.Resampling.BILINEAR)
     return np.asarray(img, dtype=np.float32)
 
 

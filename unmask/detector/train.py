@@ -98,7 +98,8 @@ class Trainer:
         )
         self.per_epoch = options.samples_per_epoch or len(train.labels)
         self.steps_per_epoch = max(1, self.per_epoch // options.batch_size)
-        self.epoch, self.step, self.history = 0, 0, []
+        self.epoch, self.step = 0, 0
+        self.history: list[dict] = []
         pos = positive_weight(self.weights, train.labels, options.sbi_ratio)
         self.loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pos, device=device))
 
