@@ -39,21 +39,17 @@ def face_label(verdict: str, probability: float | None) -> str:
 def whole_image_overlay(
     image: Image.Image,
     boxes: Sequence[tuple[float, float, float, float]],
-    cams: Sequence[np.ndarray | None],
+    cams: Sequence[tuple[tuple[int, int, int, int], np.ndarray] | None],
     labels: Sequence[tuple[str, float | None]],
 ) -> Image.Image:
-    """Paste each face's heatmap back at its box, draw the boxes and score labels."""
+    """Paste each face's heatmap back over the region its crop came from, then draw the
+    boxes and score labels."""
     canvas = image.convert("RGB").copy()
-    for box, cam in zip(boxes, cams):
-        if cam is None:
+    for placed in cams:
+        if placed is None:
             continue
-        x1, y1, x2, y2 = (int(round(v)) for v in box)
-        x1, y1 = max(x1, 0), max(y1, 0)
-        x2, y2 = min(x2, canvas.width), min(y2, canvas.height)
-        if x2 - x1 < 2 or y2 - y1 < 2:
-            continue
-        region = canvas.crop((x1, y1, x2, y2))
-        canvas.paste(blend_heatmap(region, cam), (x1, y1))
+        region, cam = placed
+        canvas.paste(blend_heatmap(canvas.crop(region), cam), region[:2])
     draw = ImageDraw.Draw(canvas)
     font = ImageFont.load_default()
     width = max(2, round(max(canvas.size) / 300))

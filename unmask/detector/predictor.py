@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from unmask.detector.config import ModelConfig
-from unmask.detector.faces import Face, FaceDetector, crop_face
+from unmask.detector.faces import Face, FaceDetector, crop_face, crop_region
 from unmask.detector.gradcam import GradCam
 from unmask.detector.overlay import blend_heatmap, whole_image_overlay
 from unmask.detector.registry import LoadedModel, load_model
@@ -47,6 +47,7 @@ class FacePrediction:
     fake_probability: float | None = None
     verdict: str = "skipped"
     cam: np.ndarray | None = None
+    region: tuple[int, int, int, int] = (0, 0, 0, 0)  # image pixels the crop was taken from
     overlay: Image.Image | None = None
 
 
@@ -106,12 +107,14 @@ class Predictor:
         """Detect every face, score the usable ones, explain them, and sum up the image."""
         faces = [FacePrediction(face=f) for f in self.detector.detect(image)]
         usable = [fp for fp in faces if fp.face.skipped is None]
-        crops = [crop_face(image, fp.face.box, self.config.crop_size, self.config.margin) for fp in usable]
+        cfg = self.config
+        crops = [crop_face(image, fp.face.box, cfg.crop_size, cfg.margin) for fp in usable]
         probs, cams = self.score_crops(crops, explain)
         for fp, crop, prob, cam in zip(usable, crops, probs, cams):
             fp.fake_probability = round(float(prob), 6)
-            fp.verdict = self.config.thresholds.verdict(float(prob))
+            fp.verdict = cfg.thresholds.verdict(float(prob))
             fp.cam = cam
+            fp.region = crop_region(fp.face.box, cfg.crop_size, cfg.margin, image.size)
             if cam is not None:
                 fp.overlay = blend_heatmap(crop, cam)
         return self._summarise(image, faces, explain)
@@ -128,7 +131,7 @@ class Predictor:
             overlay = whole_image_overlay(
                 image,
                 [fp.face.box for fp in faces],
-                [fp.cam for fp in faces],
+                [(fp.region, fp.cam) if fp.cam is not None else None for fp in faces],
                 [(fp.verdict, fp.fake_probability) for fp in faces],
             )
         return Prediction(verdict, top, faces, overlay, image.size)
