@@ -103,34 +103,20 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path):
         train(config, data, data, tmp_path / "b", TrainOptions(**opts), torch.device("cpu"))
 
 
+def tiny_train(out: Path, cache: Path, *extra: str) -> list[str]:
+    """CLI arguments for a one-epoch run on the six fixture images, holding two sources out."""
+    return [
+        "train", "--data", str(LABELLED), "--out", str(out), "--cache", str(cache),
+        "--epochs", "1", "--batch-size", "2", "--val-sources", "studio,sd21", "--device", "cpu",
+        *extra,
+    ]  # fmt: skip
+
+
 def test_train_one_tiny_epoch_then_evaluate_end_to_end(tmp_path):
     from unmask.cli import main
 
     run = tmp_path / "run"
-    assert (
-        main(
-            [
-                "train",
-                "--data",
-                str(LABELLED),
-                "--out",
-                str(run),
-                "--epochs",
-                "1",
-                "--batch-size",
-                "2",
-                "--samples-per-epoch",
-                "4",
-                "--val-sources",
-                "studio,sd21",
-                "--cache",
-                str(tmp_path / "cache"),
-                "--device",
-                "cpu",
-            ]
-        )
-        == 0
-    )
+    assert main(tiny_train(run, tmp_path / "cache", "--samples-per-epoch", "4")) == 0
     card = (run / "MODEL_CARD.md").read_text()
     report = json.loads((run / "metrics.json").read_text())
     assert report["held_out_sources"] == ["studio", "sd21"]
@@ -139,23 +125,10 @@ def test_train_one_tiny_epoch_then_evaluate_end_to_end(tmp_path):
     assert 0 <= thresholds["real"] <= thresholds["fake"] <= 1
 
     out = tmp_path / "eval"
-    assert (
-        main(
-            [
-                "evaluate",
-                str(LABELLED),
-                "--out",
-                str(out),
-                "--weights",
-                str(run / "unmask-irv1.pt"),
-                "--cache",
-                str(tmp_path / "ecache"),
-                "--device",
-                "cpu",
-            ]
-        )
-        == 0
-    )
+    weights = str(run / "unmask-irv1.pt")
+    args = ["evaluate", str(LABELLED), "--out", str(out), "--weights", weights,
+            "--cache", str(tmp_path / "ecache"), "--device", "cpu"]  # fmt: skip
+    assert main(args) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert (metrics["n"], metrics["n_real"], metrics["n_fake"], metrics["no_face"]) == (6, 3, 3, 0)
     for key in ("auc", "accuracy", "uncertain_rate", "eer", "tpr_at_fpr_1pct", "tpr_at_fpr_5pct"):
@@ -171,26 +144,7 @@ def test_leave_one_source_out_trains_one_model_per_source(tmp_path):
     from unmask.cli import main
 
     run = tmp_path / "loso"
-    args = [
-        "train",
-        "--data",
-        str(LABELLED),
-        "--out",
-        str(run),
-        "--epochs",
-        "1",
-        "--batch-size",
-        "2",
-        "--samples-per-epoch",
-        "2",
-        "--loso",
-        "--val-sources",
-        "studio,sd21",
-        "--cache",
-        str(tmp_path / "cache"),
-        "--device",
-        "cpu",
-    ]
+    args = tiny_train(run, tmp_path / "cache", "--samples-per-epoch", "2", "--loso")
     assert main(args) == 0
     results = json.loads((run / "loso.json").read_text())
     assert set(results) == {"studio", "sd21"}

@@ -185,30 +185,14 @@ def run_train(args: argparse.Namespace) -> int:
         max_steps=args.max_steps,
         val_sources=[s for s in args.val_sources.split(",") if s],
     )
+    common = dict(model_name=args.model, options=options, cache_dir=args.cache, device=args.device)
     if args.loso:
         from unmask.detector.fit import fit_loso
 
-        sources = options.val_sources or None
-        results = fit_loso(
-            args.data,
-            args.out,
-            model_name=args.model,
-            options=options,
-            cache_dir=args.cache,
-            device=args.device,
-            sources=sources,
-        )
+        results = fit_loso(args.data, args.out, sources=options.val_sources or None, **common)
         print((args.out / "LOSO.md").read_text() if results else "paused; rerun to continue")
         return 0
-    weights = fit_model(
-        args.data,
-        args.out,
-        model_name=args.model,
-        options=options,
-        cache_dir=args.cache,
-        device=args.device,
-        resume=args.resume,
-    )
+    weights = fit_model(args.data, args.out, resume=args.resume, **common)
     if weights is None:
         print(f"paused; continue with: unmask train ... --out {args.out} --resume")
     else:
