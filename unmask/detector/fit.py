@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import platform
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from unmask.core.exceptions import InvalidInput
 from unmask.detector.card import metrics_table, write_model_card
 from unmask.detector.config import ModelConfig
 from unmask.detector.dataset import CropSet, build_crops, scan_labelled
@@ -41,6 +43,18 @@ def calibrate(config: ModelConfig, logits: np.ndarray, labels: np.ndarray, band:
     return replace(calibrated, thresholds=fit_thresholds(labels, probs, band))
 
 
+def read_history(run_dir: Path) -> list[dict]:
+    path = run_dir / "history.json"
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def training_machine(device: torch.device) -> str:
+    """Where a model was trained, in words, for its card."""
+    if device.type == "cuda":
+        return f"GPU {torch.cuda.get_device_name(device)}"
+    return f"CPU, {torch.get_num_threads()} threads ({platform.processor() or platform.machine()})"
+
+
 def load_crops(data_dir: Path, cache_dir: Path, config: ModelConfig, device: torch.device) -> CropSet:
     detector = FaceDetector(device=device, pyramid_min_size=40)
     return build_crops(scan_labelled(data_dir), cache_dir, detector, config.crop_size, config.margin)
@@ -65,6 +79,8 @@ def fit_model(
     )
     data = load_crops(data_dir, cache_dir, config, dev)
     train_set, val_set, held = split_by_sources(data, options.val_sources, holdout, options.seed)
+    if not len(train_set.labels):
+        raise InvalidInput(f"no training crops left after holding out {options.val_sources}")
     log.info(
         "train %d crops, validation %d (%d from held-out sources)",
         len(train_set.labels),
@@ -104,6 +120,8 @@ def fit_model(
         "train_sources": sorted(set(train_set.sources.tolist())),
         "no_face": len(data.no_face),
         "n_train": int(len(train_set.labels)),
+        "trained_on": training_machine(dev),
+        "train_seconds": round(sum(h["seconds"] for h in read_history(run_dir)), 1),
     }
     (run_dir / "metrics.json").write_text(json.dumps(report, indent=2, default=str))
     write_model_card(run_dir / "MODEL_CARD.md", report, run_dir)
