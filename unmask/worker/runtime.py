@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from unmask import __version__
 from unmask.core import jobs
-from unmask.core.exceptions import InvalidInput, NotFound, UnmaskError
+from unmask.core.exceptions import InvalidInput, StorageUnavailable, UnmaskError
 from unmask.core.results import FaceResult, JobResult, ModelInfo
 from unmask.core.settings import Settings
 from unmask.detector.faces import decode_image
@@ -82,12 +82,12 @@ class WorkerRuntime:
                 )
             prediction = self.predictor.predict(image)
             result = self.store_overlays(job_id, prediction)
-        except (InvalidInput, NotFound) as exc:
+        except StorageUnavailable:
+            raise  # transient: the task retries with backoff
+        except UnmaskError as exc:
             log.info("job %s failed: %s", job_id, exc.code)
             self.fail(job_id, exc.code, exc.message)
             return
-        except UnmaskError:
-            raise
         except Exception as exc:
             log.exception("job %s: unexpected error", job_id)
             self.fail(job_id, "internal_error", f"unexpected error: {type(exc).__name__}")
