@@ -134,7 +134,7 @@ def worker_process(env: dict[str, str], log_path: Path):
         stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300  # importing torch and loading the model
         while "ready." not in log_path.read_text():
             if proc.poll() is not None:
                 raise RuntimeError(f"worker exited early:\n{log_path.read_text()[-3000:]}")

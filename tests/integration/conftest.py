@@ -39,7 +39,14 @@ class Stack:
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory, test_weights: Path):
+def s3_url(tmp_path_factory: pytest.TempPathFactory):
+    """A SeaweedFS node with signature auth, shared by the whole session."""
+    with services.seaweedfs(tmp_path_factory.mktemp("weed")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, test_weights: Path, s3_url: str):
     import boto3
     from botocore.config import Config
 
@@ -48,7 +55,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, test_weights: Path):
 
     work = tmp_path_factory.mktemp("stack")
     services.flush_redis(services.REDIS_URL)
-    with services.seaweedfs(work / "weed") as s3_url, services.scratch_database() as db_url:
+    with services.scratch_database() as db_url:
         env = {
             "UNMASK_DATA_DIR": str(work / "data"),
             "UNMASK_DATABASE_URL": db_url,
