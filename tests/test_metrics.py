@@ -84,3 +84,14 @@ def test_platt_recovers_a_known_calibration():
     a, b = fit_platt(logits, labels)
     assert a == pytest.approx(0.5, abs=0.05)
     assert b == pytest.approx(-0.7, abs=0.07)
+
+
+def test_platt_stays_finite_on_saturated_or_separable_logits():
+    rng = np.random.default_rng(2)
+    noise = rng.normal(30, 20, 5000)  # large logits that carry no signal
+    a, b = fit_platt(noise, rng.random(5000) < 0.45)
+    assert abs(a) < 0.01
+    assert 1 / (1 + np.exp(-(a * 30 + b))) == pytest.approx(0.45, abs=0.03)
+    separable = np.r_[rng.normal(-5, 1, 100), rng.normal(5, 1, 100)]
+    a, b = fit_platt(separable, np.r_[np.zeros(100), np.ones(100)])
+    assert np.isfinite([a, b]).all() and a > 1

@@ -77,9 +77,8 @@ def write_model_card(path: Path, report: dict, run_dir: Path) -> None:
 ## Validation (held-out sources and a random share of the training sources)
 {metrics_table(report["validation"], report["held_out_sources"])}
 
-Thresholds and calibration were fitted on the held-out sources when they hold both classes,
-so accuracy and uncertain rate there are in-sample for the thresholds; AUC, EER and TPR do not
-depend on them.
+Calibration and thresholds were fitted on all of this validation data, so accuracy and
+uncertain rate here are in-sample for the thresholds; AUC, EER and TPR do not depend on them.
 
 ## Known weaknesses
 {chr(10).join(shortfalls(report))}

@@ -36,8 +36,14 @@ def per_source(
 
 
 def calibrate(config: ModelConfig, logits: np.ndarray, labels: np.ndarray, band: float) -> ModelConfig:
-    """Platt-scale the logits, then fit the three-way thresholds on calibrated probabilities."""
+    """Platt-scale the logits, then fit the three-way thresholds on calibrated probabilities.
+
+    A slope <= 0 would invert the ranking the model learned; then the raw sigmoid is kept and
+    only the thresholds are fitted."""
     a, b = fit_platt(logits, labels)
+    if a <= 0:
+        log.warning("Platt slope %.4f <= 0 on validation data: keeping the raw sigmoid", a)
+        a, b = 1.0, 0.0
     calibrated = replace(config, calibration=(round(a, 6), round(b, 6)))
     probs = calibrated.probability(torch.from_numpy(logits)).numpy()
     return replace(calibrated, thresholds=fit_thresholds(labels, probs, band))
@@ -89,7 +95,7 @@ def fit_model(
     )
 
     def on_epoch(logits: np.ndarray, rows: np.ndarray) -> dict:
-        probs = 1 / (1 + np.exp(-logits))
+        probs = 0.5 * (1 + np.tanh(0.5 * logits))  # sigmoid without overflow
         return {"validation": per_source(val_set.labels[rows], probs, val_set.sources[rows], config)}
 
     model, finished = train(
@@ -99,11 +105,11 @@ def fit_model(
         log.info("paused; continue with --resume")
         return None
     logits = predict_logits(model, config, val_set.crops, dev)
-    # Calibrate on data the model never trained on; prefer the held-out sources when they
-    # hold both classes, since that is closest to what a deployment meets.
-    use = held if len(np.unique(val_set.labels[held])) == 2 else np.ones_like(held)
-    if len(np.unique(val_set.labels[use])) == 2:
-        final = calibrate(config, logits[use], val_set.labels[use], band)
+    # Calibrate on all validation rows: held-out sources and the share held back from the
+    # training sources. Held-out sources alone can carry no signal at all, and a fit on them
+    # would flatten or even invert the model's ranking.
+    if len(np.unique(val_set.labels)) == 2:
+        final = calibrate(config, logits, val_set.labels, band)
     else:
         log.warning("validation holds one class only: thresholds left at %s", config.thresholds)
         final = config

@@ -92,18 +92,37 @@ def fit_thresholds(labels: ArrayLike, scores: ArrayLike, band: float = 0.10) -> 
     return Thresholds(real=round(max(centre - half, 0.0), 6), fake=round(min(centre + half, 1.0), 6))
 
 
-def fit_platt(logits: ArrayLike, labels: ArrayLike, iters: int = 50) -> tuple[float, float]:
-    """Platt scaling: (a, b) so sigmoid(a * logit + b) is calibrated on these labels."""
-    x = np.asarray(logits, dtype=np.float64)
+def logistic_loss(z: np.ndarray, y: np.ndarray) -> float:
+    """Mean binary cross-entropy of logits z, computed without overflow."""
+    return float(np.mean(np.logaddexp(0.0, z) - y * z))
+
+
+def fit_platt(logits: ArrayLike, labels: ArrayLike, iters: int = 100) -> tuple[float, float]:
+    """Platt scaling: (a, b) so sigmoid(a * logit + b) is calibrated on these labels.
+
+    Newton's method on standardised logits, with step halving so the loss never rises
+    (plain Newton diverges when logits saturate and the Hessian is nearly singular).
+    """
+    raw = np.asarray(logits, dtype=np.float64)
     y = np.asarray(labels, dtype=np.float64)
-    a, b = 1.0, 0.0
-    for _ in range(iters):  # Newton steps on the logistic loss, lightly regularised
-        p = 1 / (1 + np.exp(-(a * x + b)))
-        w = p * (1 - p) + 1e-9
-        grad = np.array([np.sum((p - y) * x), np.sum(p - y)]) + 1e-4 * np.array([a - 1, b])
-        hess = np.array([[np.sum(w * x * x), np.sum(w * x)], [np.sum(w * x), np.sum(w)]]) + 1e-4 * np.eye(2)
+    mean, scale = float(raw.mean()), float(raw.std()) or 1.0
+    x = (raw - mean) / scale
+    prior = float(np.clip(y.mean(), 1e-6, 1 - 1e-6))
+    theta = np.array([0.0, np.log(prior / (1 - prior))])  # slope, intercept
+    design = np.stack([x, np.ones_like(x)], axis=1)
+    loss = logistic_loss(design @ theta, y)
+    for _ in range(iters):
+        p = 0.5 * (1 + np.tanh(0.5 * (design @ theta)))
+        grad = design.T @ (p - y) / len(y)
+        hess = (design * (p * (1 - p))[:, None]).T @ design / len(y) + 1e-9 * np.eye(2)
         step = np.linalg.solve(hess, grad)
-        a, b = a - step[0], b - step[1]
-        if np.abs(step).max() < 1e-8:
+        t = 1.0
+        while t > 1e-6 and logistic_loss(design @ (theta - t * step), y) > loss:
+            t /= 2
+        theta = theta - t * step
+        new_loss = logistic_loss(design @ theta, y)
+        if loss - new_loss < 1e-12:
             break
-    return float(a), float(b)
+        loss = new_loss
+    slope, intercept = theta
+    return float(slope / scale), float(intercept - slope * mean / scale)
