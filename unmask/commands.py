@@ -73,7 +73,9 @@ def run_up(args: argparse.Namespace) -> int:
     url = f"http://{args.host}:{args.port}"
     print(f"Unmask is up at {url}  (data in {settings.data_dir.resolve()}, weights {weights.name})")
     print(f"  curl -F image=@face.jpg {url}/v1/jobs      Ctrl-C stops it")
-    signal.signal(signal.SIGTERM, _interrupt)  # stop as cleanly on SIGTERM as on Ctrl-C
+    # Stop cleanly on Ctrl-C and SIGTERM, even where a shell started us with SIGINT ignored.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         serve(settings, args.host, args.port, threads=8)
     finally:
