@@ -95,21 +95,21 @@ def run_api(args: argparse.Namespace) -> int:
 
 def run_worker(args: argparse.Namespace) -> int:
     settings = load_settings()
-    check_weights(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    ensure_bucket(settings)
     from celery.signals import worker_process_init
 
     from unmask.worker.app import create_celery
     from unmask.worker.runtime import get_runtime
 
-    app = create_celery(settings)
     if settings.worker_concurrency == 1:
-        get_runtime(settings)  # solo pool: load the model here, before taking tasks
+        get_runtime(settings)  # solo pool: loading the model here also validates the weights
         pool = ["--pool=solo"]
     else:
+        check_weights(settings)  # the children load the model after the fork
         worker_process_init.connect(lambda **_: get_runtime(settings), weak=False)
         pool = ["--pool=prefork", f"--concurrency={settings.worker_concurrency}"]
+    ensure_bucket(settings)
+    app = create_celery(settings)
     app.worker_main(
         [
             "worker",

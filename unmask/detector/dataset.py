@@ -49,10 +49,6 @@ def scan_labelled(root: str | Path) -> list[LabelledImage]:
     return items
 
 
-def file_key(path: Path) -> str:
-    return hashlib.sha1(path.read_bytes()).hexdigest()
-
-
 @dataclass
 class CropSet:
     """Face crops (N x S x S x 3 uint8) with labels, sources, landmarks in crop pixels."""
@@ -125,16 +121,17 @@ def build_crops(
 
 
 def _cached_crop(path: Path, cache: Path, detector: FaceDetector, crop_size: int, margin: int):
-    key = file_key(path)
+    data = path.read_bytes()
+    key = hashlib.sha1(data).hexdigest()
     npz, miss = cache / key[:2] / f"{key}.npz", cache / key[:2] / f"{key}.none"
     if npz.exists():
-        with np.load(npz) as data:
-            return data["crop"], data["landmarks"]
+        with np.load(npz) as cached:
+            return cached["crop"], cached["landmarks"]
     if miss.exists():
         return None
     npz.parent.mkdir(exist_ok=True)
     try:
-        image = decode_image(path.read_bytes())
+        image = decode_image(data)
     except InvalidImage as exc:
         log.warning("skipping %s: %s", path, exc.message)
         miss.write_text(json.dumps({"reason": exc.code}))
