@@ -65,6 +65,15 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--loso", action="store_true", help="leave-one-source-out: one model per held-out source")
     tr.add_argument("--sbi-ratio", type=float, default=0.5)
     tr.add_argument("--no-balance", action="store_true", help="uniform instead of per-source sampling")
+    tr.add_argument(
+        "--sbi-only", action="store_true", help="train on real crops and their self-blended fakes only"
+    )
+    tr.add_argument(
+        "--source-adversary",
+        type=float,
+        default=0.0,
+        help="weight of a gradient-reversed, class-conditional source classifier (0 = off)",
+    )
     tr.add_argument("--samples-per-epoch", type=int, default=None)
     tr.add_argument("--max-steps", type=int, default=None, help="pause (resumably) after N steps")
     tr.add_argument("--checkpoint-every", type=int, default=50)

@@ -182,6 +182,8 @@ def run_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         sbi_ratio=args.sbi_ratio,
         balance_sources=not args.no_balance,
+        labelled_fakes=not args.sbi_only,
+        source_adversary=args.source_adversary,
         samples_per_epoch=args.samples_per_epoch,
         checkpoint_every=args.checkpoint_every,
         max_steps=args.max_steps,

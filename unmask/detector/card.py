@@ -46,6 +46,22 @@ def shortfalls(report: dict, target: float = 0.85) -> list[str]:
     return notes or [f"- Every held-out source reaches {target} (AUC, or accuracy for one class)."]
 
 
+ARCH_NAMES = {
+    "inception_resnet_v1": "facenet-pytorch InceptionResnetV1, `classify=True, num_classes=1`",
+    "small_cnn": "Unmask's 0.3 M-parameter CNN",
+}
+
+
+def recipe_levers(opts: dict) -> str:
+    """The confound levers a run used, in words."""
+    fakes = "labelled fakes and " if opts.get("labelled_fakes", True) else "no labelled fakes; only "
+    text = f"{fakes}self-blended fakes for {opts['sbi_ratio']:.0%} of sampled real crops"
+    weight = opts.get("source_adversary", 0.0)
+    if weight:
+        text += f", class-conditional source adversary (gradient reversal, weight {weight})"
+    return text
+
+
 def write_model_card(path: Path, report: dict, run_dir: Path) -> None:
     """Markdown card from a training report."""
     model = report["model"]
@@ -53,8 +69,8 @@ def write_model_card(path: Path, report: dict, run_dir: Path) -> None:
     history = run_dir / "history.json"
     text = f"""# Model card: {model["name"]}
 
-- Architecture: `{model["arch"]}` (facenet-pytorch InceptionResnetV1, `classify=True,
-  num_classes=1`), trained from scratch; input {model["crop_size"]} px MTCNN crop (margin
+- Architecture: `{model["arch"]}` ({ARCH_NAMES.get(model["arch"], model["arch"])}),
+  trained from scratch; input {model["crop_size"]} px MTCNN crop (margin
   {model["margin"]}) resized to {model["input_size"]} px, normalised with mean {model["mean"]},
   std {model["std"]}.
 - Weights sha256: `{report["weights_sha256"]}` (fp16 on disk, loaded as fp32).
@@ -69,7 +85,7 @@ def write_model_card(path: Path, report: dict, run_dir: Path) -> None:
   had no usable face.
 - Epochs {opts["epochs"]}, batch {opts["batch_size"]}, AdamW lr {opts["lr"]} (cosine),
   weight decay {opts["weight_decay"]}, seed {opts["seed"]}, source-balanced sampling
-  {opts["balance_sources"]}, self-blended fakes for {opts["sbi_ratio"]:.0%} of sampled real crops,
+  {opts["balance_sources"]}, {recipe_levers(opts)},
   augmentation: flips, colour jitter, rescaling, blur, noise, JPEG q40–95.
 - Trained on {report.get("trained_on", "?")} for {report.get("train_seconds", 0) / 60:.0f} minutes
   (validation included). Per-epoch history: `{history.name}` beside this card.

@@ -85,6 +85,11 @@ def fit_model(
     )
     data = load_crops(data_dir, cache_dir, config, dev)
     train_set, val_set, held = split_by_sources(data, options.val_sources, holdout, options.seed)
+    if not options.labelled_fakes:
+        # Self-blended images only: every fake the model sees shares its collection with a real.
+        train_set = train_set.subset(train_set.labels == 0)
+        if options.sbi_ratio <= 0:
+            raise InvalidInput("training without labelled fakes needs self-blended ones (sbi ratio > 0)")
     if not len(train_set.labels):
         raise InvalidInput(f"no training crops left after holding out {options.val_sources}")
     log.info(

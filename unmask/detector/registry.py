@@ -26,8 +26,17 @@ def build_inception_resnet_v1() -> nn.Module:
     return InceptionResnetV1(pretrained=None, classify=True, num_classes=1)
 
 
+def build_small_cnn() -> nn.Module:
+    from unmask.detector.nets import SmallCNN
+
+    return SmallCNN()
+
+
+# Every architecture ends in a linear layer named `logits`; its input is the embedding that
+# training's source adversary reads.
 ARCHITECTURES: dict[str, Callable[[], nn.Module]] = {
     "inception_resnet_v1": build_inception_resnet_v1,
+    "small_cnn": build_small_cnn,
 }
 
 MODELS: dict[str, ModelConfig] = {
@@ -42,6 +51,18 @@ MODELS: dict[str, ModelConfig] = {
         mean=(0.5, 0.5, 0.5),
         std=(0.5, 0.5, 0.5),
         thresholds=Thresholds(real=0.35, fake=0.65),
+    ),
+    # A small CNN for recipe comparisons and leave-one-source-out sweeps on a CPU;
+    # no shipped weights.
+    "unmask-small": ModelConfig(
+        name="unmask-small",
+        arch="small_cnn",
+        crop_size=160,
+        input_size=128,
+        margin=16,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        target_layer="features.23",
     ),
 }
 

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from unmask.detector.augment import augment
 from unmask.detector.config import ModelConfig
 from unmask.detector.dataset import CropSet
+from unmask.detector.nets import SourceAdversary, adversary_strength
 from unmask.detector.predictor import to_model_input
 from unmask.detector.registry import ARCHITECTURES
 from unmask.detector.sbi import self_blend
@@ -32,6 +33,8 @@ class TrainOptions:
     weight_decay: float = 1e-4
     seed: int = 0
     sbi_ratio: float = 0.5  # chance a sampled real crop becomes a self-blended fake
+    labelled_fakes: bool = True  # False: train on real crops and their self-blended fakes only
+    source_adversary: float = 0.0  # weight of the class-conditional source adversary; 0 = off
     balance_sources: bool = True
     samples_per_epoch: int | None = None
     real_share: float = 2 / 3  # sampling mass of real crops (before some become SBI fakes)
@@ -90,9 +93,15 @@ class Trainer:
         self.device = device
         torch.manual_seed(options.seed)
         self.model: nn.Module = ARCHITECTURES[config.arch]().to(device)
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=options.lr, weight_decay=options.weight_decay
-        )
+        self.source_names = sorted(set(train.sources.tolist()))
+        self.source_index = np.searchsorted(self.source_names, train.sources)
+        self.adversary: SourceAdversary | None = None
+        self._embedding: torch.Tensor | None = None
+        params = list(self.model.parameters())
+        if options.source_adversary > 0:
+            self.adversary = self._attach_adversary()
+            params += list(self.adversary.parameters())
+        self.optimizer = torch.optim.AdamW(params, lr=options.lr, weight_decay=options.weight_decay)
         self.weights = sample_weights(
             train.labels, train.sources, options.balance_sources, options.real_share
         )
@@ -103,12 +112,31 @@ class Trainer:
         pos = positive_weight(self.weights, train.labels, options.sbi_ratio)
         self.loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pos, device=device))
 
+    def _attach_adversary(self) -> SourceAdversary:
+        """Read the embedding (the input of the `logits` layer) on every forward pass."""
+        try:
+            head = self.model.get_submodule("logits")
+        except AttributeError as exc:
+            raise ValueError(f"{self.config.arch} has no `logits` layer for the source adversary") from exc
+        if not isinstance(head, nn.Linear):
+            raise ValueError(f"{self.config.arch}: `logits` is not a linear layer")
+
+        def keep(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+            self._embedding = inputs[0]
+
+        head.register_forward_pre_hook(keep)
+        return SourceAdversary(head.in_features, len(self.source_names)).to(self.device)
+
+    @property
+    def total_steps(self) -> int:
+        return self.opt.epochs * self.steps_per_epoch
+
     @property
     def checkpoint_path(self) -> Path:
         return self.run_dir / "checkpoint.pt"
 
     def lr_at(self, global_step: int) -> float:
-        total = self.opt.epochs * self.steps_per_epoch
+        total = self.total_steps
         warmup = min(100, total // 10 + 1)
         if global_step < warmup:
             return self.opt.lr * (global_step + 1) / warmup
@@ -122,6 +150,7 @@ class Trainer:
             "epoch": self.epoch,
             "step": self.step,
             "history": self.history,
+            "adversary": self.adversary.state_dict() if self.adversary is not None else None,
             "options": asdict(self.opt),
             "config": self.config.to_dict(),
         }
@@ -134,6 +163,8 @@ class Trainer:
             return False
         state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
         self.model.load_state_dict(state["model_state_dict"])
+        if self.adversary is not None:
+            self.adversary.load_state_dict(state["adversary"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch, self.step, self.history = state["epoch"], state["step"], state["history"]
         log.info("resumed at epoch %d step %d", self.epoch, self.step)
@@ -152,6 +183,12 @@ class Trainer:
             group["lr"] = self.lr_at(global_step)
         self.model.train()
         loss = self.loss_fn(self.model(batch).reshape(-1), target)
+        if self.adversary is not None and self._embedding is not None:
+            self.adversary.train()
+            sources = torch.as_tensor(self.source_index[indices], device=self.device)
+            strength = adversary_strength(global_step / max(1, self.total_steps))
+            domain = self.adversary.loss(self._embedding, target.long(), sources, strength)
+            loss = loss + self.opt.source_adversary * domain
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

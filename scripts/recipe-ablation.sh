@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Which confound levers help on held-out sources? Trains the small proxy model once per recipe
+# with dfdc, yonsei and ffhq_sg2 held out whole, then tabulates held-out metrics.
+#   scripts/recipe-ablation.sh DATA_DIR OUT_DIR [RECIPE ...]
+# Each recipe's run folder is kept; a finished one is skipped, an interrupted one resumes.
+# Runs two recipes at a time, one thread each (the data pipeline is single-threaded).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+data=${1:?data folder}; out=${2:?output folder}; shift 2
+declare -A recipes=(
+  [plain]="--no-balance --sbi-ratio 0"
+  [balanced]="--sbi-ratio 0"
+  [balanced-sbi]="--sbi-ratio 0.5"
+  [sbi-only]="--sbi-only --sbi-ratio 0.5"
+  [balanced-sbi-adv]="--sbi-ratio 0.5 --source-adversary 0.3"
+)
+names=("$@"); [ ${#names[@]} -gt 0 ] || names=(plain balanced balanced-sbi sbi-only balanced-sbi-adv)
+run() {
+  local name=$1 dir=$out/$1
+  [ -f "$dir/metrics.json" ] && return 0
+  local resume=""; [ -f "$dir/checkpoint.pt" ] && resume=--resume
+  # shellcheck disable=SC2086
+  OMP_NUM_THREADS=1 .venv/bin/unmask train --data "$data" --out "$dir" --model unmask-small \
+    --epochs 6 --samples-per-epoch 6400 --batch-size 64 --lr 2e-3 --seed "${SEED:-0}" \
+    --val-sources dfdc,yonsei,ffhq_sg2 --cache "${CACHE:-var/cache}" --threads 1 \
+    ${recipes[$name]:?unknown recipe $name} $resume >"$dir.log" 2>&1
+}
+mkdir -p "$out"
+for ((i = 0; i < ${#names[@]}; i += 2)); do
+  run "${names[i]}" &
+  [ $((i + 1)) -lt ${#names[@]} ] && run "${names[i + 1]}" &
+  wait
+done
+.venv/bin/python scripts/ablation_table.py "$out" "${names[@]}"
