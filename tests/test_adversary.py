@@ -106,6 +106,7 @@ def test_sbi_only_training_sees_no_labelled_fakes(tmp_path):
     assert report["options"]["labelled_fakes"] is False
     assert "no labelled fakes" in (run / "MODEL_CARD.md").read_text()
 
+
 def test_sbi_only_without_self_blending_is_refused(tmp_path, capsys):
     from unmask.cli import main
 

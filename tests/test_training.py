@@ -145,7 +145,12 @@ def test_leave_one_source_out_trains_one_model_per_source(tmp_path):
 
     run = tmp_path / "loso"
     args = tiny_train(run, tmp_path / "cache", "--samples-per-epoch", "2", "--loso")
+    # One process takes studio; a second run (or a parallel one) covers the rest of the list.
+    assert main([*args, "--val-sources", "studio"]) == 0
+    assert set(json.loads((run / "loso.json").read_text())) == {"studio"}
+    first = (run / "loso-studio" / "metrics.json").stat().st_mtime_ns
     assert main(args) == 0
+    assert (run / "loso-studio" / "metrics.json").stat().st_mtime_ns == first  # not trained again
     results = json.loads((run / "loso.json").read_text())
     assert set(results) == {"studio", "sd21"}
     assert results["studio"]["n_real"] == 1 and results["sd21"]["n_fake"] == 1
@@ -153,4 +158,31 @@ def test_leave_one_source_out_trains_one_model_per_source(tmp_path):
     train_sources = json.loads((run / "loso-studio" / "metrics.json").read_text())["train_sources"]
     assert "studio" not in train_sources
     assert "| studio |" in (run / "LOSO.md").read_text()
-    assert main(args) == 0  # finished sources are not trained again
+
+
+def test_calibration_uses_only_in_source_rows_unless_asked():
+    from unmask.detector.fit import calibrate_for_run
+
+    rng = np.random.default_rng(0)
+    labels = np.array([0] * 50 + [1] * 50 + [0] * 40)
+    held = np.array([False] * 100 + [True] * 40)
+    # In-source logits separate the classes around 0; the held-out reals score on the fake side.
+    logits = np.concatenate([rng.normal(-2, 1, 50), rng.normal(2, 1, 50), rng.normal(1, 0.5, 40)])
+    config = MODELS["unmask-irv1"]
+    in_source, on = calibrate_for_run(config, logits, labels, held, 0.1, "in-source")
+    assert on == "in-source"
+    everything, on_all = calibrate_for_run(config, logits, labels, held, 0.1, "all")
+    assert on_all == "all"
+
+    def called_real(cfg) -> float:  # share of held-out reals given the verdict `real`
+        probs = cfg.probability(torch.from_numpy(logits[held])).numpy()
+        return float(np.mean([cfg.thresholds.verdict(float(p)) == "real" for p in probs]))
+
+    # Out of sample the held-out reals, scoring like fakes, are called fake; fitted on them too,
+    # the thresholds move to let some of them pass as real.
+    assert called_real(in_source) < 0.05 and called_real(everything) > 0.2
+    only_real = labels == 0
+    fallback, on_fb = calibrate_for_run(config, logits, labels, ~only_real, 0.1, "in-source")
+    assert on_fb == "all"  # in-source rows hold one class only
+    _, none = calibrate_for_run(config, logits[only_real], labels[only_real], held[only_real], 0.1, "all")
+    assert none == "none"

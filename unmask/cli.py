@@ -66,6 +66,13 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--sbi-ratio", type=float, default=0.5)
     tr.add_argument("--no-balance", action="store_true", help="uniform instead of per-source sampling")
     tr.add_argument(
+        "--calibrate-on",
+        choices=["in-source", "all"],
+        default="in-source",
+        help="validation rows for Platt scaling and thresholds: the share held back from the "
+        "training sources (held-out sources stay out of sample), or all of them",
+    )
+    tr.add_argument(
         "--sbi-only", action="store_true", help="train on real crops and their self-blended fakes only"
     )
     tr.add_argument(

@@ -189,7 +189,13 @@ def run_train(args: argparse.Namespace) -> int:
         max_steps=args.max_steps,
         val_sources=[s for s in args.val_sources.split(",") if s],
     )
-    common = dict(model_name=args.model, options=options, cache_dir=args.cache, device=args.device)
+    common = dict(
+        model_name=args.model,
+        options=options,
+        cache_dir=args.cache,
+        device=args.device,
+        calibrate_on=args.calibrate_on,
+    )
     if args.loso:
         from unmask.detector.fit import fit_loso
 

@@ -62,6 +62,20 @@ def recipe_levers(opts: dict) -> str:
     return text
 
 
+def calibration_note(calibrated_on: str) -> str:
+    if calibrated_on == "in-source":
+        return (
+            "Calibration and thresholds were fitted on the share held back from the training\n"
+            "sources only: accuracy and uncertain rate on held-out sources are out of sample."
+        )
+    if calibrated_on == "all":
+        return (
+            "Calibration and thresholds were fitted on all of this validation data, so accuracy and\n"
+            "uncertain rate here are in-sample for the thresholds; AUC, EER and TPR do not depend on them."
+        )
+    return "Validation held one class only: no calibration was fitted."
+
+
 def write_model_card(path: Path, report: dict, run_dir: Path) -> None:
     """Markdown card from a training report."""
     model = report["model"]
@@ -93,8 +107,7 @@ def write_model_card(path: Path, report: dict, run_dir: Path) -> None:
 ## Validation (held-out sources and a random share of the training sources)
 {metrics_table(report["validation"], report["held_out_sources"])}
 
-Calibration and thresholds were fitted on all of this validation data, so accuracy and
-uncertain rate here are in-sample for the thresholds; AUC, EER and TPR do not depend on them.
+{calibration_note(report.get("calibrated_on", "all"))}
 
 ## Known weaknesses
 {chr(10).join(shortfalls(report))}

@@ -49,6 +49,35 @@ def calibrate(config: ModelConfig, logits: np.ndarray, labels: np.ndarray, band:
     return replace(calibrated, thresholds=fit_thresholds(labels, probs, band))
 
 
+CALIBRATION_ROWS = ("in-source", "all")
+
+
+def calibrate_for_run(
+    config: ModelConfig,
+    logits: np.ndarray,
+    labels: np.ndarray,
+    held: np.ndarray,
+    band: float,
+    calibrate_on: str,
+) -> tuple[ModelConfig, str]:
+    """Calibrate on the validation rows asked for; returns the config and what it was fitted on.
+
+    `in-source`: only the share held back from the training sources, so metrics on held-out
+    sources (accuracy above all) are measured at thresholds that never saw them. `all`: every
+    validation row, held-out sources included; their accuracy is then in-sample. When the chosen
+    rows hold one class only, every validation row is used; when those do too, nothing is fitted.
+    """
+    if calibrate_on not in CALIBRATION_ROWS:
+        raise InvalidInput(f"calibrate_on must be one of {', '.join(CALIBRATION_ROWS)}")
+    rows = ~held if calibrate_on == "in-source" else np.ones(len(labels), dtype=bool)
+    if len(np.unique(labels[rows])) < 2:
+        rows, calibrate_on = np.ones(len(labels), dtype=bool), "all"
+    if len(np.unique(labels[rows])) < 2:
+        log.warning("validation holds one class only: thresholds left at %s", config.thresholds)
+        return config, "none"
+    return calibrate(config, logits[rows], labels[rows], band), calibrate_on
+
+
 def read_history(run_dir: Path) -> list[dict]:
     path = run_dir / "history.json"
     return json.loads(path.read_text()) if path.exists() else []
@@ -77,6 +106,7 @@ def fit_model(
     resume: bool = False,
     holdout: float = 0.1,
     band: float = 0.1,
+    calibrate_on: str = "in-source",
 ) -> Path | None:
     """Train and calibrate one model; returns the weights path, or None if paused by max_steps."""
     dev = pick_device(device)
@@ -110,14 +140,7 @@ def fit_model(
         log.info("paused; continue with --resume")
         return None
     logits = predict_logits(model, config, val_set.crops, dev)
-    # Calibrate on all validation rows: held-out sources and the share held back from the
-    # training sources. Held-out sources alone can carry no signal at all, and a fit on them
-    # would flatten or even invert the model's ranking.
-    if len(np.unique(val_set.labels)) == 2:
-        final = calibrate(config, logits, val_set.labels, band)
-    else:
-        log.warning("validation holds one class only: thresholds left at %s", config.thresholds)
-        final = config
+    final, calibrated_on = calibrate_for_run(config, logits, val_set.labels, held, band, calibrate_on)
     probs = final.probability(torch.from_numpy(logits)).numpy()
     metrics = per_source(val_set.labels, probs, val_set.sources, final)
     weights = run_dir / f"{model_name}.pt"
@@ -127,6 +150,7 @@ def fit_model(
         "weights_sha256": sha,
         "validation": metrics,
         "held_out_sources": options.val_sources,
+        "calibrated_on": calibrated_on,
         "options": options.__dict__,
         "train_sources": sorted(set(train_set.sources.tolist())),
         "no_face": len(data.no_face),
@@ -148,6 +172,7 @@ def fit_loso(
     cache_dir: Path,
     device: str = "auto",
     sources: list[str] | None = None,
+    calibrate_on: str = "in-source",
 ) -> dict[str, dict]:
     """Leave-one-source-out: one model per held-out source; resumable source by source."""
     all_sources = sorted({item.source for item in scan_labelled(data_dir)})
@@ -164,11 +189,18 @@ def fit_loso(
                 device=device,
                 options=replace(options, val_sources=[source]),
                 resume=(sub / "checkpoint.pt").exists(),
+                calibrate_on=calibrate_on,
             )
             if weights is None:
                 break  # paused by max_steps; --resume continues with this source
         results[source] = json.loads(report.read_text())["validation"][source]
     run_dir.mkdir(parents=True, exist_ok=True)
+    # The table covers every finished source in the folder, so several processes, each with
+    # its own --val-sources, can share one sweep.
+    for report in sorted(run_dir.glob("loso-*/metrics.json")):
+        source = report.parent.name.removeprefix("loso-")
+        results.setdefault(source, json.loads(report.read_text())["validation"][source])
+    results = dict(sorted(results.items()))
     (run_dir / "loso.json").write_text(json.dumps(results, indent=2))
     (run_dir / "LOSO.md").write_text(
         "# Leave-one-source-out validation\n\nEach row: a model trained without that source, "
