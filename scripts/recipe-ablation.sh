@@ -9,12 +9,13 @@ cd "$(dirname "$0")/.."
 data=${1:?data folder}; out=${2:?output folder}; shift 2
 declare -A recipes=(
   [plain]="--no-balance --sbi-ratio 0"
+  [plain-sbi25]="--no-balance --sbi-ratio 0.25"
   [balanced]="--sbi-ratio 0"
   [balanced-sbi]="--sbi-ratio 0.5"
   [sbi-only]="--sbi-only --sbi-ratio 0.5"
   [balanced-sbi-adv]="--sbi-ratio 0.5 --source-adversary 0.3"
 )
-names=("$@"); [ ${#names[@]} -gt 0 ] || names=(plain balanced balanced-sbi sbi-only balanced-sbi-adv)
+names=("$@"); [ ${#names[@]} -gt 0 ] || names=(plain plain-sbi25 balanced balanced-sbi sbi-only balanced-sbi-adv)
 run() {
   local name=$1 dir=$out/$1
   [ -f "$dir/metrics.json" ] && return 0

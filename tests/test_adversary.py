@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from tests.test_training import random_crops, tiny_train
@@ -114,3 +115,21 @@ def test_sbi_only_without_self_blending_is_refused(tmp_path, capsys):
     assert main(args) == 1
     assert "needs self-blended" in capsys.readouterr().err
     assert not (tmp_path / "r" / "checkpoint.pt").exists()
+
+
+def test_fine_tuning_starts_from_the_given_weights(tmp_path, test_weights):
+    from unmask.core.exceptions import WeightsError
+    from unmask.detector.registry import ARCHITECTURES
+
+    torch.manual_seed(5)
+    start = ARCHITECTURES["small_cnn"]()
+    path = tmp_path / "start.pt"
+    save_checkpoint(path, start, MODELS["unmask-small"], half=True)
+    data, cpu = random_crops(4), torch.device("cpu")
+    trainer = Trainer(MODELS["unmask-small"], data, tmp_path / "r", TrainOptions(init_weights=str(path)), cpu)
+    for (name, a), b in zip(start.state_dict().items(), trainer.model.state_dict().values()):
+        assert torch.equal(a.half().float() if a.is_floating_point() else a, b), name
+    with pytest.raises(WeightsError, match="do not fit"):
+        Trainer(
+            MODELS["unmask-small"], data, tmp_path / "s", TrainOptions(init_weights=str(test_weights)), cpu
+        )

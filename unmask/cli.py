@@ -66,6 +66,9 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--sbi-ratio", type=float, default=0.5)
     tr.add_argument("--no-balance", action="store_true", help="uniform instead of per-source sampling")
     tr.add_argument(
+        "--init-weights", type=Path, default=None, help="fine-tune from these weights instead of random"
+    )
+    tr.add_argument(
         "--calibrate-on",
         choices=["in-source", "all"],
         default="in-source",

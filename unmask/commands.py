@@ -184,6 +184,7 @@ def run_train(args: argparse.Namespace) -> int:
         balance_sources=not args.no_balance,
         labelled_fakes=not args.sbi_only,
         source_adversary=args.source_adversary,
+        init_weights=str(args.init_weights) if args.init_weights else None,
         samples_per_epoch=args.samples_per_epoch,
         checkpoint_every=args.checkpoint_every,
         max_steps=args.max_steps,

@@ -62,6 +62,13 @@ def recipe_levers(opts: dict) -> str:
     return text
 
 
+def start_of(report: dict) -> str:
+    init = report["options"].get("init_weights")
+    if not init:
+        return "trained from scratch"
+    return f"fine-tuned from `{Path(init).name}` (sha256 `{(report.get('init_sha256') or '?')[:12]}…`)"
+
+
 def calibration_note(calibrated_on: str) -> str:
     if calibrated_on == "in-source":
         return (
@@ -84,7 +91,7 @@ def write_model_card(path: Path, report: dict, run_dir: Path) -> None:
     text = f"""# Model card: {model["name"]}
 
 - Architecture: `{model["arch"]}` ({ARCH_NAMES.get(model["arch"], model["arch"])}),
-  trained from scratch; input {model["crop_size"]} px MTCNN crop (margin
+  {start_of(report)}; input {model["crop_size"]} px MTCNN crop (margin
   {model["margin"]}) resized to {model["input_size"]} px, normalised with mean {model["mean"]},
   std {model["std"]}.
 - Weights sha256: `{report["weights_sha256"]}` (fp16 on disk, loaded as fp32).

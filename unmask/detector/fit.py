@@ -18,7 +18,7 @@ from unmask.detector.dataset import CropSet, build_crops, scan_labelled
 from unmask.detector.faces import FaceDetector
 from unmask.detector.metrics import fit_platt, fit_thresholds, summary
 from unmask.detector.predictor import pick_device
-from unmask.detector.registry import MODELS, save_checkpoint
+from unmask.detector.registry import MODELS, file_sha256, save_checkpoint
 from unmask.detector.train import TrainOptions, predict_logits, split_by_sources, train
 
 log = logging.getLogger(__name__)
@@ -151,6 +151,7 @@ def fit_model(
         "validation": metrics,
         "held_out_sources": options.val_sources,
         "calibrated_on": calibrated_on,
+        "init_sha256": file_sha256(Path(options.init_weights)) if options.init_weights else None,
         "options": options.__dict__,
         "train_sources": sorted(set(train_set.sources.tolist())),
         "no_face": len(data.no_face),

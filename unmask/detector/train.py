@@ -14,12 +14,13 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from unmask.core.exceptions import WeightsError
 from unmask.detector.augment import augment
 from unmask.detector.config import ModelConfig
 from unmask.detector.dataset import CropSet
 from unmask.detector.nets import SourceAdversary, adversary_strength
 from unmask.detector.predictor import to_model_input
-from unmask.detector.registry import ARCHITECTURES
+from unmask.detector.registry import ARCHITECTURES, file_sha256, read_checkpoint
 from unmask.detector.sbi import self_blend
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class TrainOptions:
     checkpoint_every: int = 50  # steps
     max_steps: int | None = None  # stop (resumably) after this many steps in this call
     val_sources: list[str] = field(default_factory=list)
+    init_weights: str | None = None  # start from these weights (same architecture) instead of random
 
 
 def sample_weights(
@@ -83,6 +85,16 @@ def make_example(
     return augment(crop, rng), label
 
 
+def init_from(model: nn.Module, path: Path) -> str:
+    """Load starting weights strictly (a checkpoint in the circulating format); returns sha256."""
+    checkpoint = read_checkpoint(path)
+    try:
+        model.load_state_dict({k: v.float() for k, v in checkpoint["model_state_dict"].items()})
+    except RuntimeError as exc:
+        raise WeightsError(f"starting weights {path} do not fit this architecture: {exc}") from exc
+    return file_sha256(path)
+
+
 class Trainer:
     """Owns model, optimiser, schedule and the run folder's checkpoint."""
 
@@ -92,7 +104,10 @@ class Trainer:
         self.config, self.data, self.run_dir, self.opt = config, train, run_dir, options
         self.device = device
         torch.manual_seed(options.seed)
-        self.model: nn.Module = ARCHITECTURES[config.arch]().to(device)
+        self.model: nn.Module = ARCHITECTURES[config.arch]()
+        if options.init_weights:
+            init_from(self.model, Path(options.init_weights))
+        self.model.to(device)
         self.source_names = sorted(set(train.sources.tolist()))
         self.source_index = np.searchsorted(self.source_names, train.sources)
         self.adversary: SourceAdversary | None = None
