@@ -9,22 +9,19 @@ from pathlib import Path
 
 def main(out: Path, names: list[str]) -> None:
     rows, sources = [], ["dfdc", "yonsei", "ffhq_sg2"]
-    header = "| recipe | " + " | ".join(f"{s} AUC" for s in sources) + " | mean | in-source acc |"
-    rows += [header, "|---" * (len(sources) + 3) + "|"]
+    header = "| recipe | " + " | ".join(f"{s} AUC" for s in sources) + " | mean |"
+    rows += [header, "|---" * (len(sources) + 2) + "|"]
     for name in names:
         path = out / name / "metrics.json"
         if not path.exists():
-            rows.append(f"| {name} | " + " | ".join("–" for _ in sources) + " | – | – |")
+            rows.append(f"| {name} | " + " | ".join("–" for _ in sources) + " | – |")
             continue
         report = json.loads(path.read_text())
-        val, held = report["validation"], set(report["held_out_sources"])
+        val = report["validation"]
         aucs = [val.get(s, {}).get("auc") for s in sources]
-        seen = [m["accuracy"] for s, m in val.items() if s not in held and s != "all"]
         mean = sum(a for a in aucs if a is not None) / max(1, sum(a is not None for a in aucs))
         cells = [f"{a:.3f}" if a is not None else "–" for a in aucs]
-        rows.append(
-            f"| {name} | " + " | ".join(cells) + f" | {mean:.3f} | {sum(seen) / max(1, len(seen)):.3f} |"
-        )
+        rows.append(f"| {name} | " + " | ".join(cells) + f" | {mean:.3f} |")
     print("\n".join(rows))
 
 

@@ -11,6 +11,6 @@ if [ ! -x .venv/bin/weed ] || ! .venv/bin/python -c "import unmask, pytest" 2>/d
 fi
 pg_isready -q -h 127.0.0.1 -p 5432 || { echo "Postgres is not answering on 127.0.0.1:5432" >&2; exit 1; }
 [ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = PONG ] || { echo "Redis is not answering on 127.0.0.1:6379" >&2; exit 1; }
-.venv/bin/ruff check unmask tests bench
+.venv/bin/ruff check unmask tests bench scripts
 .venv/bin/mypy
 exec .venv/bin/pytest "$@"

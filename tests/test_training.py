@@ -139,6 +139,12 @@ def test_train_one_tiny_epoch_then_evaluate_end_to_end(tmp_path):
     assert rows[0] == "file,label,probability,verdict,faces" and len(rows) == 7
     assert (out / "roc.png").stat().st_size > 1000 and (out / "confusion.png").stat().st_size > 1000
 
+    # The card can be rewritten with production-path results added.
+    assert main(["card", str(run), "--evaluation", f"fixtures={out}"]) == 0
+    card = (run / "MODEL_CARD.md").read_text()
+    assert "## Production-path evaluation" in card and "| fixtures | 6 | 0 |" in card
+    assert main(["card", str(run), "--evaluation", f"missing={tmp_path / 'nowhere'}"]) == 1
+
 
 def test_leave_one_source_out_trains_one_model_per_source(tmp_path):
     from unmask.cli import main
@@ -158,6 +164,11 @@ def test_leave_one_source_out_trains_one_model_per_source(tmp_path):
     train_sources = json.loads((run / "loso-studio" / "metrics.json").read_text())["train_sources"]
     assert "studio" not in train_sources
     assert "| studio |" in (run / "LOSO.md").read_text()
+
+    assert main(["card", str(run / "loso-studio"), "--loso", str(run)]) == 0
+    card = (run / "loso-studio" / "MODEL_CARD.md").read_text()
+    assert "## Leave-one-source-out" in card and "| sd21 | 1 | 0 | 1 |" in card
+    assert "Left out in LOSO" in card or "Every held-out source" in card
 
 
 def test_calibration_uses_only_in_source_rows_unless_asked():

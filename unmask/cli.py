@@ -53,6 +53,17 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--cache", type=Path, default=Path(".cache/evaluate"))
     add_model_args(ev)
 
+    card = sub.add_parser("card", help="rewrite a training run's MODEL_CARD.md, adding LOSO and evaluations")
+    card.add_argument("run", type=Path, help="a run folder of `unmask train` (holds metrics.json)")
+    card.add_argument("--loso", type=Path, help="a finished `unmask train --loso` folder")
+    card.add_argument(
+        "--evaluation",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="an `unmask evaluate` report folder to tabulate; repeatable",
+    )
+
     tr = sub.add_parser("train", help="train and calibrate a classifier")
     tr.add_argument("--data", type=Path, required=True)
     tr.add_argument("--out", type=Path, required=True)

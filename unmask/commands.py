@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from unmask.core.exceptions import ConfigurationError
+from unmask.core.exceptions import ConfigurationError, InvalidInput
 from unmask.core.settings import Settings, load_settings
 
 log = logging.getLogger("unmask")
@@ -167,6 +167,25 @@ def run_evaluate(args: argparse.Namespace) -> int:
         acc = "–" if m["accuracy"] is None else f"{m['accuracy']:.3f}"
         print(f"  {source:14s} n={m['n']:5d} auc={auc} accuracy={acc} no_face={m['no_face']}")
     print(f"report: {args.out / 'metrics.json'}")
+    return 0
+
+
+def run_card(args: argparse.Namespace) -> int:
+    from unmask.detector.card import write_model_card
+
+    report_path = args.run / "metrics.json"
+    if not report_path.is_file():
+        raise InvalidInput(f"{report_path} not found: pass the folder of a finished `unmask train` run")
+    evaluations = []
+    for item in args.evaluation:
+        name, sep, folder = item.partition("=")
+        if not sep or not (Path(folder) / "metrics.json").is_file():
+            raise InvalidInput(f"--evaluation {item!r}: expected NAME=DIR with DIR/metrics.json")
+        evaluations.append((name, Path(folder)))
+    card = args.run / "MODEL_CARD.md"
+    report = json.loads(report_path.read_text())
+    write_model_card(card, report, args.run, loso_dir=args.loso, evaluations=evaluations)
+    print(f"model card: {card}")
     return 0
 
 

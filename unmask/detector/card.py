@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
+
+from unmask.core.exceptions import InvalidInput
 
 COLUMNS = (
     "n",
@@ -54,8 +57,11 @@ ARCH_NAMES = {
 
 def recipe_levers(opts: dict) -> str:
     """The confound levers a run used, in words."""
-    fakes = "labelled fakes and " if opts.get("labelled_fakes", True) else "no labelled fakes; only "
-    text = f"{fakes}self-blended fakes for {opts['sbi_ratio']:.0%} of sampled real crops"
+    if opts["sbi_ratio"] <= 0:
+        text = "labelled fakes, no self-blended fakes"
+    else:
+        fakes = "labelled fakes and " if opts.get("labelled_fakes", True) else "no labelled fakes; only "
+        text = f"{fakes}self-blended fakes for {opts['sbi_ratio']:.0%} of sampled real crops"
     weight = opts.get("source_adversary", 0.0)
     if weight:
         text += f", class-conditional source adversary (gradient reversal, weight {weight})"
@@ -83,11 +89,69 @@ def calibration_note(calibrated_on: str) -> str:
     return "Validation held one class only: no calibration was fitted."
 
 
-def write_model_card(path: Path, report: dict, run_dir: Path) -> None:
-    """Markdown card from a training report."""
+def loso_section(loso_dir: Path, target: float = 0.85) -> tuple[str, list[str]]:
+    """The leave-one-source-out table of a `--loso` run folder, and its shortfalls."""
+    rows, recipes = {}, set()
+    for report_path in sorted(loso_dir.glob("loso-*/metrics.json")):
+        sub = json.loads(report_path.read_text())
+        source = sub["held_out_sources"][0]
+        rows[source] = sub["validation"][source]
+        opts = sub["options"]
+        recipes.add(
+            f"`{sub['model']['name']}`, {opts['epochs']} epochs × {opts['samples_per_epoch']} crops, "
+            f"source-balanced sampling {opts['balance_sources']}, {recipe_levers(opts)}; "
+            f"thresholds fitted on {sub.get('calibrated_on', 'all')} validation rows"
+        )
+    if not rows:
+        raise InvalidInput(f"{loso_dir} holds no finished leave-one-source-out runs (loso-*/metrics.json)")
+    notes = []
+    for source, m in rows.items():
+        value, name = (m["auc"], "AUC") if m.get("auc") is not None else (m["accuracy"], "accuracy")
+        if value is not None and value < target:
+            notes.append(f"- Left out in LOSO, `{source}`: {name} {value:.3f}, below the {target} target.")
+    text = (
+        f"From `{loso_dir.name}`: one model per source, trained without it and scored on all of it "
+        f"({'; '.join(sorted(recipes))}).\n\n" + metrics_table(rows)
+    )
+    return text, notes
+
+
+def evaluation_section(reports: list[tuple[str, Path]]) -> str:
+    """Production-path reports of `unmask evaluate`, one row each, with AUC by source."""
+    loaded = [(name, json.loads((folder / "metrics.json").read_text())) for name, folder in reports]
+    sources = sorted({s for _, m in loaded for s in m.get("by_source", {})})
+    cols = ("n", "no_face", "auc", "accuracy", "uncertain_rate", "eer", "tpr_at_fpr_1pct", "tpr_at_fpr_5pct")
+    head = "| set | " + " | ".join(cols) + "".join(f" | {s} AUC" for s in sources) + " |"
+    lines = [head, "|---" * (len(cols) + len(sources) + 1) + "|"]
+    for name, m in loaded:
+        by = m.get("by_source", {})
+        cells = [fmt(m.get(c)) for c in cols] + [fmt(by.get(s, {}).get("auc")) for s in sources]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_model_card(
+    path: Path,
+    report: dict,
+    run_dir: Path,
+    *,
+    loso_dir: Path | None = None,
+    evaluations: list[tuple[str, Path]] | None = None,
+) -> None:
+    """Markdown card from a training report, plus LOSO and `unmask evaluate` results if given."""
     model = report["model"]
     opts = report["options"]
     history = run_dir / "history.json"
+    extra, loso_notes = "", list[str]()
+    if loso_dir is not None:
+        table, loso_notes = loso_section(loso_dir)
+        extra += f"## Leave-one-source-out\n{table}\n\n"
+    if evaluations:
+        extra += (
+            "## Production-path evaluation (`unmask evaluate`)\n"
+            "MTCNN on the whole image, every face scored, image score = highest face score.\n\n"
+            f"{evaluation_section(evaluations)}\n\n"
+        )
     text = f"""# Model card: {model["name"]}
 
 - Architecture: `{model["arch"]}` ({ARCH_NAMES.get(model["arch"], model["arch"])}),
@@ -116,8 +180,8 @@ def write_model_card(path: Path, report: dict, run_dir: Path) -> None:
 
 {calibration_note(report.get("calibrated_on", "all"))}
 
-## Known weaknesses
-{chr(10).join(shortfalls(report))}
+{extra}## Known weaknesses
+{chr(10).join(shortfalls(report) + loso_notes)}
 - Trained on images of at most 288 px; faces much larger are shrunk to the 160 px crop first.
 - Sources seen in training are scored on a random 10% held out of them: those numbers flatter.
 """
