@@ -1,7 +1,7 @@
 """Build evaluation folders from labelled data: a stratified sample and a degraded copy of it.
 
     python scripts/make_eval_sets.py DATA_DIR OUT_DIR --sources dfdc,yonsei,ffhq_sg2
-    python scripts/make_eval_sets.py DATA_DIR OUT_DIR --files docs/evaluation/heldout/predictions.csv
+    python scripts/make_eval_sets.py DATA_DIR OUT_DIR --files docs/evaluation/v2-heldout/predictions.csv
 
 OUT_DIR/clean holds up to --per-group images per (source, class), drawn with --seed, or exactly
 the files listed in the first column of a predictions.csv; OUT_DIR/degraded holds the same
