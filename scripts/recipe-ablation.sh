@@ -10,10 +10,10 @@ data=${1:?data folder}; out=${2:?output folder}; shift 2
 declare -A recipes=(
   [plain]="--no-balance --sbi-ratio 0"
   [plain-sbi25]="--no-balance --sbi-ratio 0.25"
-  [balanced]="--sbi-ratio 0"
-  [balanced-sbi]="--sbi-ratio 0.5"
-  [sbi-only]="--sbi-only --sbi-ratio 0.5"
-  [balanced-sbi-adv]="--sbi-ratio 0.5 --source-adversary 0.3"
+  [balanced]="--balance --sbi-ratio 0"
+  [balanced-sbi]="--balance --sbi-ratio 0.5"
+  [sbi-only]="--balance --sbi-only --sbi-ratio 0.5"
+  [balanced-sbi-adv]="--balance --sbi-ratio 0.5 --source-adversary 0.3"
 )
 names=("$@"); [ ${#names[@]} -gt 0 ] || names=(plain plain-sbi25 balanced balanced-sbi sbi-only balanced-sbi-adv)
 run() {

@@ -98,7 +98,14 @@ def test_sbi_only_training_sees_no_labelled_fakes(tmp_path):
     from unmask.cli import main
 
     run = tmp_path / "run"
-    assert main(tiny_train(run, tmp_path / "cache", "--samples-per-epoch", "4", "--sbi-only")) == 0
+    assert (
+        main(
+            tiny_train(
+                run, tmp_path / "cache", "--samples-per-epoch", "4", "--sbi-only", "--sbi-ratio", "0.5"
+            )
+        )
+        == 0
+    )
     report = json.loads((run / "metrics.json").read_text())
     # Held out: studio (real) and sd21 (fake). What is left to train on is the real crops of
     # ffhq_sg2 and yonsei (less the random validation share); genphotos and boredhumans hold

@@ -74,8 +74,18 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--val-sources", default="", help="comma-separated sources held out whole")
     tr.add_argument("--loso", action="store_true", help="leave-one-source-out: one model per held-out source")
-    tr.add_argument("--sbi-ratio", type=float, default=0.5)
-    tr.add_argument("--no-balance", action="store_true", help="uniform instead of per-source sampling")
+    tr.add_argument(
+        "--sbi-ratio",
+        type=float,
+        default=0.0,
+        help="share of sampled real crops turned into self-blended fakes",
+    )
+    tr.add_argument(
+        "--balance",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="sample each class's sources equally (default: uniform over crops)",
+    )
     tr.add_argument(
         "--init-weights", type=Path, default=None, help="fine-tune from these weights instead of random"
     )

@@ -200,7 +200,7 @@ def run_train(args: argparse.Namespace) -> int:
         lr=args.lr,
         seed=args.seed,
         sbi_ratio=args.sbi_ratio,
-        balance_sources=not args.no_balance,
+        balance_sources=args.balance,
         labelled_fakes=not args.sbi_only,
         source_adversary=args.source_adversary,
         init_weights=str(args.init_weights) if args.init_weights else None,
