@@ -38,14 +38,22 @@ def metrics_table(rows: dict[str, dict], held_out: list[str] | None = None) -> s
     return "\n".join(lines)
 
 
+def shortfall(what: str, source: str, metrics: dict, target: float) -> str | None:
+    """A card line if the source misses the target: AUC when it has both classes, else accuracy."""
+    auc = metrics.get("auc")
+    value, name = (auc, "AUC") if auc is not None else (metrics.get("accuracy"), "accuracy")
+    if value is None or value >= target:
+        return None
+    return f"- {what} `{source}`: {name} {value:.3f}, below the {target} target."
+
+
 def shortfalls(report: dict, target: float = 0.85) -> list[str]:
     """Held-out sources that miss the generalisation target, worded for the card."""
-    notes = []
-    for source in report["held_out_sources"]:
-        m = report["validation"].get(source, {})
-        value, name = (m.get("auc"), "AUC") if m.get("auc") is not None else (m.get("accuracy"), "accuracy")
-        if value is not None and value < target:
-            notes.append(f"- Held-out `{source}`: {name} {value:.3f}, below the {target} target.")
+    lines = (
+        shortfall("Held-out", source, report["validation"].get(source, {}), target)
+        for source in report["held_out_sources"]
+    )
+    notes = [line for line in lines if line]
     return notes or [f"- Every held-out source reaches {target} (AUC, or accuracy for one class)."]
 
 
@@ -104,11 +112,8 @@ def loso_section(loso_dir: Path, target: float = 0.85) -> tuple[str, list[str]]:
         )
     if not rows:
         raise InvalidInput(f"{loso_dir} holds no finished leave-one-source-out runs (loso-*/metrics.json)")
-    notes = []
-    for source, m in rows.items():
-        value, name = (m["auc"], "AUC") if m.get("auc") is not None else (m["accuracy"], "accuracy")
-        if value is not None and value < target:
-            notes.append(f"- Left out in LOSO, `{source}`: {name} {value:.3f}, below the {target} target.")
+    lines = (shortfall("Left out in LOSO,", source, m, target) for source, m in rows.items())
+    notes = [line for line in lines if line]
     text = (
         f"From `{loso_dir.name}`: one model per source, trained without it and scored on all of it "
         f"({'; '.join(sorted(recipes))}).\n\n" + metrics_table(rows)

@@ -110,6 +110,15 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     return data
 
 
+def load_state(module: nn.Module, checkpoint: dict[str, Any], path: Path, arch: str) -> None:
+    """Put a checkpoint's weights (fp16 or fp32 on disk) into module, strictly, as fp32."""
+    state = {k: v.float() for k, v in checkpoint["model_state_dict"].items()}
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise WeightsError(f"weights in {path} do not fit {arch}: {exc}") from exc
+
+
 def config_for(checkpoint: dict[str, Any], model_name: str | None) -> ModelConfig:
     """Config from the checkpoint's own metadata, else from the registry entry."""
     meta = checkpoint.get(METADATA_KEY)
@@ -133,11 +142,7 @@ def load_model(
     if config.arch not in ARCHITECTURES:
         raise WeightsError(f"unknown architecture {config.arch!r} in {path}")
     module = ARCHITECTURES[config.arch]()
-    state = {k: v.float() for k, v in checkpoint["model_state_dict"].items()}
-    try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise WeightsError(f"weights in {path} do not fit {config.arch}: {exc}") from exc
+    load_state(module, checkpoint, path, config.arch)
     module.to(device).eval()
     for param in module.parameters():
         param.requires_grad_(False)

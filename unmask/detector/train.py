@@ -14,13 +14,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from unmask.core.exceptions import WeightsError
 from unmask.detector.augment import augment
 from unmask.detector.config import ModelConfig
 from unmask.detector.dataset import CropSet
 from unmask.detector.nets import SourceAdversary, adversary_strength
 from unmask.detector.predictor import to_model_input
-from unmask.detector.registry import ARCHITECTURES, file_sha256, read_checkpoint
+from unmask.detector.registry import ARCHITECTURES, load_state, read_checkpoint
 from unmask.detector.sbi import self_blend
 
 log = logging.getLogger(__name__)
@@ -86,16 +85,6 @@ def make_example(
     return augment(crop, rng), label
 
 
-def init_from(model: nn.Module, path: Path) -> str:
-    """Load starting weights strictly (a checkpoint in the circulating format); returns sha256."""
-    checkpoint = read_checkpoint(path)
-    try:
-        model.load_state_dict({k: v.float() for k, v in checkpoint["model_state_dict"].items()})
-    except RuntimeError as exc:
-        raise WeightsError(f"starting weights {path} do not fit this architecture: {exc}") from exc
-    return file_sha256(path)
-
-
 class Trainer:
     """Owns model, optimiser, schedule and the run folder's checkpoint."""
 
@@ -106,8 +95,9 @@ class Trainer:
         self.device = device
         torch.manual_seed(options.seed)
         self.model: nn.Module = ARCHITECTURES[config.arch]()
-        if options.init_weights:
-            init_from(self.model, Path(options.init_weights))
+        if options.init_weights:  # fine-tune: start from these weights instead of random
+            path = Path(options.init_weights)
+            load_state(self.model, read_checkpoint(path), path, config.arch)
         self.model.to(device)
         self.source_names = sorted(set(train.sources.tolist()))
         self.source_index = np.searchsorted(self.source_names, train.sources)
