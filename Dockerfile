@@ -4,7 +4,14 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 WORKDIR /app
 COPY pyproject.toml README.md ./
-COPY unmask ./unmask
+COPY cli ./cli
+COPY api ./api
+COPY core ./core
+COPY detector ./detector
+COPY training ./training
+COPY storage ./storage
+COPY worker ./worker
+COPY migrations ./migrations
 RUN pip install --no-cache-dir . && useradd --create-home unmask
 USER unmask
 EXPOSE 8000

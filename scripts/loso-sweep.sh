@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 data=${1:?data folder}; out=${2:?output folder}
 sources=$(.venv/bin/python -c "
 import sys
-from unmask.detector.dataset import scan_labelled
+from unmask.training.dataset import scan_labelled
 print(' '.join(sorted({i.source for i in scan_labelled(sys.argv[1])})))" "$data")
 read -ra all <<<"$sources"
 half=$(((${#all[@]} + 1) / 2))

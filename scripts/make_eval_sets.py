@@ -21,7 +21,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from unmask.detector.dataset import scan_labelled
+from unmask.training.dataset import scan_labelled
 
 
 def sample(data: Path, sources: list[str], per_group: int, seed: int) -> list[Path]:

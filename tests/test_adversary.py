@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from tests.test_training import random_crops, tiny_train
-from unmask.detector.nets import SourceAdversary, adversary_strength, reverse_gradient
 from unmask.detector.predictor import Predictor
 from unmask.detector.registry import MODELS, load_model, save_checkpoint
-from unmask.detector.train import Trainer, TrainOptions, train
+from unmask.training.adversary import SourceAdversary, adversary_strength, reverse_gradient
+from unmask.training.train import Trainer, TrainOptions, train
 
 
 def test_gradient_reversal_negates_and_scales_the_gradient():
@@ -125,7 +125,7 @@ def test_sbi_only_without_self_blending_is_refused(tmp_path, capsys):
 
 
 def test_fine_tuning_starts_from_the_given_weights(tmp_path, test_weights):
-    from unmask.core.exceptions import WeightsError
+    from unmask.detector.errors import WeightsError
     from unmask.detector.registry import ARCHITECTURES
 
     torch.manual_seed(5)

@@ -26,6 +26,10 @@ class RecordingQueue:
             raise ConnectionError("broker down")
         self.ids.append(str(job_id))
 
+    def ping(self) -> None:
+        if self.down:
+            raise ConnectionError("broker down")
+
 
 @pytest.fixture
 def queue() -> RecordingQueue:
@@ -158,12 +162,12 @@ def test_health_and_openapi(client):
     assert ready.status_code == 200 and ready.get_json()["checks"]["database"] == "ok"
     spec = client.get("/openapi.json").get_json()
     assert spec["openapi"].startswith("3.")
-    assert {"/v1/jobs", "/v1/jobs/{id}", "/healthz", "/readyz", "/openapi.json"} <= set(spec["paths"])
+    assert {"/v1/jobs", "/v1/jobs/{job_id}", "/healthz", "/readyz", "/openapi.json"} <= set(spec["paths"])
     assert {"post", "get"} <= set(spec["paths"]["/v1/jobs"])
 
 
 def test_local_object_urls_are_signed_and_expire(client, settings):
-    from unmask.storage.factory import make_store
+    from unmask.core.wiring import make_store
 
     store = make_store(settings)
     buf = io.BytesIO()
@@ -176,3 +180,47 @@ def test_local_object_urls_are_signed_and_expire(client, settings):
     expired = url.split("?")[0] + "?expires=1&signature=" + store.signature("overlays/x/tok/image.jpg", 1)
     assert client.get(expired).status_code == 404
     assert client.get("/v1/objects/../../etc/passwd?expires=9999999999&signature=x").status_code == 404
+
+
+def test_a_wrong_method_answers_405_with_allow(client):
+    response = client.delete("/v1/jobs")
+    assert response.status_code == 405
+    assert {"GET", "POST"} <= {m.strip() for m in response.headers["Allow"].split(",")}
+    assert response.get_json()["error"]["code"] == "method_not_allowed"
+
+
+def test_query_parameters_are_checked_against_the_schema(client):
+    assert client.get("/v1/jobs?colour=red").get_json()["error"]["code"] == "unknown_field"
+    for query, code in (
+        ("limit=0", "invalid_limit"),
+        ("limit=x", "invalid_limit"),
+        ("status=done", "invalid_status"),
+    ):
+        response = client.get(f"/v1/jobs?{query}")
+        assert response.status_code == 400 and response.get_json()["error"]["code"] == code
+
+
+def test_the_openapi_document_describes_both_ways_to_submit(client):
+    from openapi_spec_validator import validate
+
+    spec = client.get("/openapi.json").get_json()
+    validate(spec)  # a valid OpenAPI 3.1 document
+    body = spec["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]
+    assert {"multipart/form-data", "application/json"} <= set(body)
+    job = spec["components"]["schemas"]["JobRead"]["properties"]
+    assert {"id", "status", "result", "error", "attempts", "source", "metadata"} <= set(job)
+
+
+def test_the_api_loads_no_torch_and_none_of_the_worker(tmp_path):
+    """`api` reaches core only; building the app must not pull in the model stack."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from unmask.api import create_app; from unmask.core.settings import Settings;"
+        f"create_app(Settings(data_dir={str(tmp_path)!r}));"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'facenet_pytorch')"
+        " or m.startswith(('unmask.worker', 'unmask.detector', 'unmask.training'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

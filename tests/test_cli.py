@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import requests
 
@@ -71,6 +72,11 @@ def test_up_serves_a_job_end_to_end_and_stops_on_ctrl_c(tmp_path, test_weights, 
         overlay = requests.get(job["result"]["overlay_url"], timeout=10)
         assert overlay.status_code == 200 and overlay.headers["Content-Type"] == "image/jpeg"
         assert requests.get(f"{url}/readyz", timeout=10).status_code == 200
+        # The model lives in the worker child: the API's own process maps no torch library.
+        assert "libtorch" not in Path(f"/proc/{proc.pid}/maps").read_text()
+        status = Path(f"/proc/{proc.pid}/status").read_text().splitlines()
+        peak_kb = int(next(ln for ln in status if ln.startswith("VmHWM")).split()[1])
+        assert peak_kb < 200 * 1024, f"API process peaked at {peak_kb // 1024} MB"
     finally:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
@@ -94,6 +100,10 @@ def test_scan_writes_a_report_and_overlays(tmp_path, test_weights, face_bytes, n
     assert rows["hills.png"]["verdict"] == "no_face"
     assert rows["broken.jpg"]["error"]["code"] == "not_an_image"
     face = rows["face.jpg"]
-    assert len(face["faces"]) == 1 and (out / face["overlay"]).exists()
-    assert (out / face["faces"][0]["overlay"]).exists()
+    assert len(face["faces"]) == 1 and (out / face["overlay_url"]).exists()
+    assert (out / face["faces"][0]["overlay_url"]).exists()
     assert report["model"]["name"] == "reference-irv1"
+    # The same result shape the API returns for a job.
+    from unmask.core.results import ImageResult
+
+    ImageResult.model_validate({**{k: v for k, v in face.items() if k != "file"}, "model": report["model"]})

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from unmask.core.exceptions import InvalidImage, WeightsError
 from unmask.detector.config import ModelConfig, Thresholds
+from unmask.detector.errors import InvalidImage, WeightsError
 from unmask.detector.faces import FaceDetector, crop_face, decode_image
 from unmask.detector.gradcam import GradCam
 from unmask.detector.predictor import Predictor, to_model_input

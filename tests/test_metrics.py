@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from unmask.detector.config import Thresholds
-from unmask.detector.metrics import auc, eer, fit_platt, fit_thresholds, roc_curve, summary, tpr_at_fpr
+from unmask.training.metrics import auc, eer, fit_platt, fit_thresholds, roc_curve, summary, tpr_at_fpr
 
 LABELS = [0, 0, 1, 1]
 SCORES = [0.1, 0.4, 0.35, 0.8]

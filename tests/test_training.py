@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from tests.conftest import LABELLED
-from unmask.detector.augment import augment
-from unmask.detector.dataset import CropSet, scan_labelled, source_of
 from unmask.detector.registry import MODELS
-from unmask.detector.sbi import face_mask, self_blend
-from unmask.detector.train import (
+from unmask.training.augment import augment
+from unmask.training.dataset import CropSet, scan_labelled, source_of
+from unmask.training.sbi import face_mask, self_blend
+from unmask.training.train import (
     TrainOptions,
     epoch_order,
     positive_weight,
@@ -172,7 +172,7 @@ def test_leave_one_source_out_trains_one_model_per_source(tmp_path):
 
 
 def test_calibration_uses_only_in_source_rows_unless_asked():
-    from unmask.detector.fit import calibrate_for_run
+    from unmask.training.fit import calibrate_for_run
 
     rng = np.random.default_rng(0)
     labels = np.array([0] * 50 + [1] * 50 + [0] * 40)

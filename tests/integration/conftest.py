@@ -85,3 +85,38 @@ def stack(tmp_path_factory: pytest.TempPathFactory, test_weights: Path, s3_url: 
         log = work / "worker.log"
         with services.worker_process(env, log) as worker, services.api_server(app) as url:
             yield Stack(url, settings, s3, worker, log)
+
+
+@pytest.fixture(scope="session")
+def openapi_spec(stack: Stack):
+    from openapi_core import OpenAPI
+
+    return OpenAPI.from_dict(requests.get(f"{stack.url}/openapi.json", timeout=10).json())
+
+
+@pytest.fixture(autouse=True)
+def responses_match_the_openapi_document(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
+    """Every answer the API gives during an end-to-end test must validate against the OpenAPI
+    document it publishes: status, headers and body, per path and method."""
+    if "stack" not in request.fixturenames:
+        yield
+        return
+    from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAPIResponse
+
+    stack, spec = request.getfixturevalue("stack"), request.getfixturevalue("openapi_spec")
+    send, checked, failures = requests.Session.send, [], []
+
+    def validating_send(self, prepared, **kwargs):  # noqa: ANN001, ANN202
+        response = send(self, prepared, **kwargs)
+        if prepared.url.startswith(stack.url) and not prepared.url.startswith(f"{stack.url}/openapi.json"):
+            try:
+                spec.validate_response(RequestsOpenAPIRequest(prepared), RequestsOpenAPIResponse(response))
+                checked.append(prepared.url)
+            except Exception as exc:  # collect every mismatch, report them together
+                failures.append(f"{prepared.method} {prepared.url} -> {response.status_code}: {exc!r}")
+        return response
+
+    monkeypatch.setattr(requests.Session, "send", validating_send)
+    yield
+    assert not failures, "responses that do not match /openapi.json:\n" + "\n".join(failures)
+    assert checked, "the test made no API request"

@@ -116,12 +116,12 @@ def without_urls(faces: list[dict]) -> list[dict]:
 
 
 def test_redelivered_job_does_not_duplicate_faces(stack, group_bytes):
+    from unmask.api.queue import celery_queue
     from unmask.storage.db import make_engine
     from unmask.storage.models import Face
-    from unmask.worker.app import CeleryJobQueue, create_celery
 
     job = stack.wait(stack.submit(group_bytes)["id"])
-    queue = CeleryJobQueue(create_celery(stack.settings))
+    queue = celery_queue(stack.settings)
     queue.enqueue_detect(job["id"])  # the broker delivers the same id twice more
     queue.enqueue_detect(job["id"])
     # One solo worker takes the queue in order: once a later job is done, so are the repeats.

@@ -6,7 +6,7 @@ import pytest
 import requests
 
 from tests import services
-from unmask.core.exceptions import InvalidInput, ObjectNotFound, PayloadTooLarge
+from unmask.storage.errors import AccessDenied, ObjectNotFound, ObjectTooLarge
 from unmask.storage.objects import S3Store, new_key
 
 pytestmark = pytest.mark.integration
@@ -37,9 +37,9 @@ def test_errors_map_to_domain_exceptions(s3_url):
     with pytest.raises(ObjectNotFound):
         s3.get("key", bucket="no-such-bucket")
     s3.put("big", b"x" * 2048, "application/octet-stream")
-    with pytest.raises(PayloadTooLarge):
+    with pytest.raises(ObjectTooLarge):
         s3.get("big", max_bytes=1024)
-    with pytest.raises(InvalidInput) as info:
+    with pytest.raises(AccessDenied) as info:
         store(s3_url, secret="wrong-secret").get("big")
     assert info.value.code == "access_denied"
 

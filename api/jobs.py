@@ -1,0 +1,83 @@
+"""Job routes: validate -> one service call -> serialise."""
+
+from __future__ import annotations
+
+from flask import Response, current_app, request, url_for
+from flask_openapi3 import APIBlueprint, Tag
+
+from unmask.api.schemas import JobListQuery, JobPath, parse_s3, parse_upload
+from unmask.core.exceptions import InvalidInput
+from unmask.core.schemas import ErrorBody, JobPage, JobRead
+from unmask.core.wiring import Services
+
+bp = APIBlueprint("jobs", __name__, url_prefix="/v1/jobs", abp_tags=[Tag(name="jobs")])
+
+
+def services() -> Services:
+    return current_app.extensions["unmask"]
+
+
+def owner() -> str:
+    # Tenancy arrives with API keys; until then every request acts for the default owner.
+    return services().settings.default_owner
+
+
+def base_url() -> str:
+    return services().settings.public_url or request.host_url
+
+
+def as_json(model: JobRead | JobPage, status: int = 200) -> Response:
+    response = current_app.response_class(
+        model.model_dump_json(exclude_unset=True), mimetype="application/json"
+    )
+    response.status_code = status
+    return response
+
+
+@bp.post(
+    "",
+    summary="Submit an image: a multipart upload, or an S3 reference as JSON",
+    responses={202: JobRead, 400: ErrorBody, 413: ErrorBody, 415: ErrorBody, 422: ErrorBody, 503: ErrorBody},
+)
+def create_job() -> Response:
+    jobs = services().jobs
+    if request.mimetype == "multipart/form-data":
+        upload, metadata = parse_upload(request)
+        job = jobs.submit_upload(
+            owner=owner(),
+            data=upload.image.read(),
+            filename=upload.image.filename,
+            metadata=metadata,
+            base_url=base_url(),
+        )
+    elif request.is_json:
+        body = parse_s3(request)
+        ref = body.source.s3
+        job = jobs.submit_s3(
+            owner=owner(), bucket=ref.bucket, key=ref.key, metadata=body.metadata, base_url=base_url()
+        )
+    else:
+        raise InvalidInput(
+            "send multipart/form-data with an 'image' field or application/json with a 'source'",
+            code="unsupported_media_type",
+        )
+    response = as_json(job, 202)
+    response.headers["Location"] = url_for("jobs.get_job", job_id=str(job.id))
+    return response
+
+
+@bp.get(
+    "/<job_id>",
+    summary="One job, with its result or error",
+    responses={200: JobRead, 400: ErrorBody, 404: ErrorBody},
+)
+def get_job(path: JobPath) -> Response:
+    return as_json(services().jobs.get(owner=owner(), job_id=path.job_id, base_url=base_url()))
+
+
+@bp.get("", summary="Jobs, newest first, a page at a time", responses={200: JobPage, 400: ErrorBody})
+def list_jobs(query: JobListQuery) -> Response:
+    page = services().jobs.list(
+        owner=owner(), status=query.status, limit=query.limit, cursor=query.cursor, base_url=base_url()
+    )
+    return as_json(page)

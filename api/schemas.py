@@ -1,0 +1,126 @@
+"""Request schemas. The views validate with them and the OpenAPI document is generated from
+them (and from core's response schemas), so the two cannot drift apart."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from flask import Request
+from flask_openapi3 import FileStorage
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from unmask.core.exceptions import InvalidInput
+
+MAX_PAGE = 200
+
+
+class JobUpload(BaseModel):
+    """multipart/form-data: an image file and optional metadata."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    image: FileStorage
+    metadata: str | None = Field(None, description="a JSON object, echoed back on the job")
+
+
+class S3Ref(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    bucket: str = Field(min_length=1, max_length=255)
+    key: str = Field(min_length=1, max_length=1024)
+
+
+class S3Source(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    s3: S3Ref
+
+
+class JobFromS3(BaseModel):
+    """application/json: an object already in S3, and optional metadata."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: S3Source
+    metadata: dict[str, Any] | None = None
+
+
+class JobListQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["queued", "running", "succeeded", "failed"] | None = None
+    limit: int = Field(50, ge=1, le=MAX_PAGE)
+    cursor: str | None = None
+
+
+class JobPath(BaseModel):
+    job_id: str = Field(description="the job's id (a UUID)")
+
+
+class ObjectPath(BaseModel):
+    key: str
+
+
+class SignedLink(BaseModel):
+    expires: str = Field("", description="unix time the link expires")
+    signature: str = ""
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "unavailable"]
+    checks: dict[str, str]
+
+
+class Liveness(BaseModel):
+    status: Literal["ok"]
+
+
+def parse_upload(request: Request) -> tuple[JobUpload, Any]:
+    """The upload and its parsed metadata."""
+    fields = {**request.form.to_dict(), **request.files.to_dict()}
+    if "image" not in request.files:
+        unknown_fields(set(fields), set(JobUpload.model_fields))
+        raise InvalidInput("multipart field 'image' is required", code="missing_image")
+    upload = validated(JobUpload, fields)
+    metadata = None
+    if upload.metadata is not None:
+        try:
+            metadata = json.loads(upload.metadata)
+        except json.JSONDecodeError as exc:
+            raise InvalidInput("metadata must be a JSON object", code="invalid_metadata") from exc
+    return upload, metadata
+
+
+def parse_s3(request: Request) -> JobFromS3:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise InvalidInput("the body must be a JSON object", code="invalid_json")
+    return validated(JobFromS3, body)
+
+
+def validated(model: type[BaseModel], data: dict[str, Any]) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise invalid_input(exc) from exc
+
+
+def unknown_fields(fields: set[str], allowed: set[str]) -> None:
+    extra = sorted(fields - allowed)
+    if extra:
+        raise InvalidInput(
+            f"unknown field(s): {', '.join(extra)}; allowed: {', '.join(sorted(allowed))}",
+            code="unknown_field",
+        )
+
+
+def invalid_input(exc: ValidationError) -> InvalidInput:
+    """One clear error for a failed validation: the first problem, with a code naming its field."""
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "body"
+    if first["type"] == "extra_forbidden":
+        return InvalidInput(f"unknown field: {where}", code="unknown_field")
+    top = str(first["loc"][0]) if first["loc"] else "body"
+    code = "invalid_source" if top == "source" else f"invalid_{top}"
+    return InvalidInput(f"{where}: {first['msg']}", code=code)

@@ -1,0 +1,137 @@
+"""The `unmask` command: services, local scans, training and evaluation."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from unmask.core.exceptions import ConfigurationError, UnmaskError
+from unmask.detector.errors import DetectorError, WeightsError
+
+log = logging.getLogger("unmask")
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", type=Path, help="classifier checkpoint (default: shipped weights)")
+    p.add_argument("--model", default=None, help="registered model name (default: from weights)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="unmask", description=__doc__)
+    sub = root.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="API + worker with embedded defaults (no external servers)")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, default=8000)
+    up.add_argument("--data-dir", type=Path, default=None)
+
+    api = sub.add_parser("api", help="serve the HTTP API (settings from UNMASK_*)")
+    api.add_argument("--host", default="0.0.0.0")
+    api.add_argument("--port", type=int, default=8000)
+    api.add_argument("--threads", type=int, default=8)
+
+    worker = sub.add_parser("worker", help="run a Celery worker (settings from UNMASK_*)")
+    worker.add_argument("--loglevel", default="info")
+
+    db = sub.add_parser("db", help="database schema")
+    db.add_argument("action", choices=["upgrade", "downgrade"])
+    db.add_argument("revision", nargs="?", default=None)
+
+    scan = sub.add_parser("scan", help="run the detector on local files or folders")
+    scan.add_argument("paths", nargs="+", type=Path)
+    scan.add_argument("--out", type=Path, default=Path("unmask-scan"))
+    scan.add_argument("--no-overlays", action="store_true")
+    add_model_args(scan)
+
+    ev = sub.add_parser("evaluate", help="metrics on a folder with real/ and fake/")
+    ev.add_argument("data", type=Path)
+    ev.add_argument("--out", type=Path, required=True)
+    ev.add_argument("--cache", type=Path, default=Path(".cache/evaluate"))
+    add_model_args(ev)
+
+    card = sub.add_parser("card", help="rewrite a training run's MODEL_CARD.md, adding LOSO and evaluations")
+    card.add_argument("run", type=Path, help="a run folder of `unmask train` (holds metrics.json)")
+    card.add_argument("--loso", type=Path, help="a finished `unmask train --loso` folder")
+    card.add_argument(
+        "--evaluation",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="an `unmask evaluate` report folder to tabulate; repeatable",
+    )
+
+    tr = sub.add_parser("train", help="train and calibrate a classifier")
+    tr.add_argument("--data", type=Path, required=True)
+    tr.add_argument("--out", type=Path, required=True)
+    tr.add_argument("--model", default="unmask-irv1")
+    tr.add_argument("--epochs", type=int, default=3)
+    tr.add_argument("--batch-size", type=int, default=32)
+    tr.add_argument("--lr", type=float, default=1e-3)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--val-sources", default="", help="comma-separated sources held out whole")
+    tr.add_argument("--loso", action="store_true", help="leave-one-source-out: one model per held-out source")
+    tr.add_argument(
+        "--sbi-ratio",
+        type=float,
+        default=0.0,
+        help="share of sampled real crops turned into self-blended fakes",
+    )
+    tr.add_argument(
+        "--balance",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="sample each class's sources equally (default: uniform over crops)",
+    )
+    tr.add_argument(
+        "--init-weights", type=Path, default=None, help="fine-tune from these weights instead of random"
+    )
+    tr.add_argument(
+        "--calibrate-on",
+        choices=["in-source", "all"],
+        default="in-source",
+        help="validation rows for Platt scaling and thresholds: the share held back from the "
+        "training sources (held-out sources stay out of sample), or all of them",
+    )
+    tr.add_argument(
+        "--sbi-only", action="store_true", help="train on real crops and their self-blended fakes only"
+    )
+    tr.add_argument(
+        "--source-adversary",
+        type=float,
+        default=0.0,
+        help="weight of a gradient-reversed, class-conditional source classifier (0 = off)",
+    )
+    tr.add_argument("--samples-per-epoch", type=int, default=None)
+    tr.add_argument("--max-steps", type=int, default=None, help="pause (resumably) after N steps")
+    tr.add_argument("--checkpoint-every", type=int, default=50)
+    tr.add_argument("--resume", action="store_true")
+    tr.add_argument("--cache", type=Path, default=Path(".cache"))
+    tr.add_argument("--device", default="auto")
+    tr.add_argument("--threads", type=int, default=None)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from unmask import commands
+
+    try:
+        return getattr(commands, f"run_{args.command}")(args) or 0
+    except (ConfigurationError, WeightsError) as exc:
+        print(f"unmask: {exc.message}", file=sys.stderr)
+        return 2
+    except (UnmaskError, DetectorError) as exc:
+        print(f"unmask: {exc.code}: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def print_json(data: object) -> None:
+    print(json.dumps(data, indent=2))

@@ -1,0 +1,251 @@
+"""What each `unmask` sub-command does; imported lazily so `--help` stays fast."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from unmask.core.exceptions import ConfigurationError, InvalidInput
+from unmask.core.settings import Settings, load_settings
+from unmask.core.tasks import QUEUE
+
+log = logging.getLogger("unmask")
+
+
+def check_weights(settings: Settings) -> Path:
+    """Refuse to run a worker without real classifier weights."""
+    from unmask.detector.registry import read_checkpoint, resolve_weights
+
+    path = resolve_weights(settings.model, settings.weights)
+    read_checkpoint(path)
+    return path
+
+
+def upgrade_db(settings: Settings) -> None:
+    from unmask.migrations import upgrade
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url)
+
+
+def set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def serve(settings: Settings, host: str, port: int, threads: int) -> None:
+    from waitress import serve as waitress_serve
+
+    from unmask.api import create_app
+
+    waitress_serve(create_app(settings), host=host, port=port, threads=threads, ident="unmask")
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+def start_worker(env: dict[str, str]) -> subprocess.Popen:
+    """The worker as a child process, so torch and the model stay out of the API's process.
+    Returns once the worker has loaded its model (or raises with the reason it stopped)."""
+    worker = subprocess.Popen([sys.executable, "-m", "unmask", "worker", "--loglevel", "warning"], env=env)
+    ready = Path(env["UNMASK_DATA_DIR"]) / "worker.ready"
+    while not ready.exists():
+        if worker.poll() is not None:
+            raise ConfigurationError(f"the worker stopped during start-up (exit code {worker.returncode})")
+        time.sleep(0.2)
+    return worker
+
+
+def run_up(args: argparse.Namespace) -> int:
+    overrides = {"data_dir": args.data_dir.resolve()} if args.data_dir else {}
+    settings = load_settings(**overrides)
+    upgrade_db(settings)
+    data_dir = settings.data_dir.resolve()
+    (data_dir / "worker.ready").unlink(missing_ok=True)
+    env = dict(
+        os.environ, UNMASK_DATA_DIR=str(data_dir), UNMASK_WORKER_READY_FILE=str(data_dir / "worker.ready")
+    )
+    # Stop cleanly on Ctrl-C and SIGTERM, even where a shell started us with SIGINT ignored.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+    worker = None
+    try:
+        worker = start_worker(env)
+        url = f"http://{args.host}:{args.port}"
+        print(f"Unmask is up at {url}  (data in {data_dir}, worker pid {worker.pid})", flush=True)
+        print(f"  curl -F image=@face.jpg {url}/v1/jobs      Ctrl-C stops it", flush=True)
+        serve(settings, args.host, args.port, threads=8)
+    finally:
+        if worker is not None:
+            stop(worker)
+    return 0
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def run_api(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    serve(settings, args.host, args.port, args.threads)
+    return 0
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    from celery.signals import worker_process_init, worker_ready
+
+    from unmask.core.wiring import ensure_bucket, make_store
+    from unmask.worker.app import create_celery
+    from unmask.worker.runtime import get_runtime
+
+    app = create_celery(settings)
+    if settings.worker_concurrency == 1:
+        get_runtime(settings, app)  # solo pool: loading the model here also validates the weights
+        pool = ["--pool=solo"]
+    else:
+        check_weights(settings)  # the children load the model after the fork
+        worker_process_init.connect(lambda **_: get_runtime(settings, app), weak=False)
+        pool = ["--pool=prefork", f"--concurrency={settings.worker_concurrency}"]
+    ensure_bucket(make_store(settings))
+    ready_file = settings.worker_ready_file
+    if ready_file is not None:  # `unmask up` waits for this before it serves
+        worker_ready.connect(lambda **_: ready_file.touch(), weak=False)
+    app.worker_main(
+        [
+            "worker",
+            "-Q",
+            QUEUE,
+            f"--loglevel={args.loglevel}",
+            "--without-gossip",
+            "--without-mingle",
+            *pool,
+        ]
+    )
+    return 0
+
+
+def run_db(args: argparse.Namespace) -> int:
+    from unmask.migrations import downgrade
+
+    settings = load_settings()
+    if args.action == "upgrade":
+        upgrade_db(settings)
+        print(f"database at head: {settings.resolved_database_url.split('@')[-1]}")
+    else:
+        if not args.revision:
+            raise ConfigurationError("db downgrade needs a revision, e.g. `base`")
+        downgrade(settings.resolved_database_url, args.revision)
+    return 0
+
+
+def predictor_from_args(args: argparse.Namespace):  # noqa: ANN201
+    from unmask.detector.predictor import Predictor
+
+    set_threads(args.threads)
+    return Predictor.from_settings(weights=args.weights, model_name=args.model, device=args.device)
+
+
+def run_scan(args: argparse.Namespace) -> int:
+    from unmask.scan import scan_paths
+    from unmask.worker.detection import PredictorDetector
+
+    max_pixels = load_settings().max_pixels
+    detector = PredictorDetector(
+        predictor_from_args(args), max_pixels=max_pixels, explain=not args.no_overlays
+    )
+    report = scan_paths(detector, args.paths, args.out)
+    counts: dict[str, int] = {}
+    for row in report["images"]:
+        counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
+    print(f"{len(report['images'])} images: {json.dumps(counts)}; report {args.out / 'report.json'}")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from unmask.training.evaluate import evaluate
+
+    metrics = evaluate(predictor_from_args(args), args.data, args.out, args.cache)
+    shown = {k: v for k, v in metrics.items() if k not in ("by_source",)}
+    print(json.dumps(shown, indent=2))
+    for source, m in metrics.get("by_source", {}).items():
+        auc = "–" if m["auc"] is None else f"{m['auc']:.3f}"
+        acc = "–" if m["accuracy"] is None else f"{m['accuracy']:.3f}"
+        print(f"  {source:14s} n={m['n']:5d} auc={auc} accuracy={acc} no_face={m['no_face']}")
+    print(f"report: {args.out / 'metrics.json'}")
+    return 0
+
+
+def run_card(args: argparse.Namespace) -> int:
+    from unmask.training.card import write_model_card
+
+    report_path = args.run / "metrics.json"
+    if not report_path.is_file():
+        raise InvalidInput(f"{report_path} not found: pass the folder of a finished `unmask train` run")
+    evaluations = []
+    for item in args.evaluation:
+        name, sep, folder = item.partition("=")
+        if not sep or not (Path(folder) / "metrics.json").is_file():
+            raise InvalidInput(f"--evaluation {item!r}: expected NAME=DIR with DIR/metrics.json")
+        evaluations.append((name, Path(folder)))
+    card = args.run / "MODEL_CARD.md"
+    report = json.loads(report_path.read_text())
+    write_model_card(card, report, args.run, loso_dir=args.loso, evaluations=evaluations)
+    print(f"model card: {card}")
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from unmask.training.fit import fit_model
+    from unmask.training.train import TrainOptions
+
+    set_threads(args.threads)
+    options = TrainOptions(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        sbi_ratio=args.sbi_ratio,
+        balance_sources=args.balance,
+        labelled_fakes=not args.sbi_only,
+        source_adversary=args.source_adversary,
+        init_weights=str(args.init_weights) if args.init_weights else None,
+        samples_per_epoch=args.samples_per_epoch,
+        checkpoint_every=args.checkpoint_every,
+        max_steps=args.max_steps,
+        val_sources=[s for s in args.val_sources.split(",") if s],
+    )
+    common = dict(
+        model_name=args.model,
+        options=options,
+        cache_dir=args.cache,
+        device=args.device,
+        calibrate_on=args.calibrate_on,
+    )
+    if args.loso:
+        from unmask.training.fit import fit_loso
+
+        results = fit_loso(args.data, args.out, sources=options.val_sources or None, **common)
+        print((args.out / "LOSO.md").read_text() if results else "paused; rerun to continue")
+        return 0
+    weights = fit_model(args.data, args.out, resume=args.resume, **common)
+    if weights is None:
+        print(f"paused; continue with: unmask train ... --out {args.out} --resume")
+    else:
+        print(f"weights: {weights}\nmodel card: {args.out / 'MODEL_CARD.md'}")
+    return 0

@@ -1,0 +1,262 @@
+"""The job service: the job lifecycle from submission to stored result, and the only code that
+changes job rows. It reaches the database, the object store, the queue and the detector through
+what it is given, so it runs the same under the API, the worker and the tests."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, or_, select
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+from unmask.core import rows
+from unmask.core.exceptions import (
+    InvalidInput,
+    NotFound,
+    QueueUnavailable,
+    StorageUnavailable,
+    UnmaskError,
+    storage_errors_mapped,
+)
+from unmask.core.intake import check_metadata, check_s3_source, sniff_image
+from unmask.core.ports import Detector, JobQueue
+from unmask.core.results import ImageResult, OverlayLocations, write_overlays
+from unmask.core.schemas import JobPage, JobRead
+from unmask.core.settings import Settings
+from unmask.storage.db import session_scope
+from unmask.storage.models import Face, Job, utcnow
+from unmask.storage.objects import ObjectStore, new_key
+
+log = logging.getLogger(__name__)
+
+STATUSES = ("queued", "running", "succeeded", "failed")
+FINISHED = ("succeeded", "failed")
+MAX_PAGE = 200
+
+
+@dataclass(frozen=True)
+class JobInput:
+    """Where a claimed job's image is: a bucket other than the store's own, or None."""
+
+    bucket: str | None
+    key: str
+
+
+def parse_job_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError as exc:
+        raise NotFound("job not found") from exc
+
+
+def encode_cursor(job: Job) -> str:
+    raw = f"{rows.utc(job.created_at).isoformat()}|{job.id}"  # type: ignore[union-attr]
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        stamp, job_id = raw.split("|")
+        return datetime.fromisoformat(stamp), uuid.UUID(job_id)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput("invalid cursor", code="invalid_cursor") from exc
+
+
+class JobService:
+    """Submit, start, record, fail, get and list jobs; run one job's detection."""
+
+    def __init__(
+        self, *, sessions: sessionmaker[Session], store: ObjectStore, queue: JobQueue, settings: Settings
+    ) -> None:
+        self.sessions = sessions
+        self.store = store
+        self.queue = queue
+        self.settings = settings
+
+    # -- submission (API) ---------------------------------------------------------------------
+
+    def submit_upload(
+        self, *, owner: str, data: bytes, filename: str | None, metadata: Any = None, base_url: str = ""
+    ) -> JobRead:
+        """Store the uploaded bytes, record a queued job, enqueue its id."""
+        ext = sniff_image(data, self.settings.max_upload_bytes)
+        meta = check_metadata(metadata)
+        job_id = uuid.uuid4()
+        key = new_key("uploads", job_id, f"original.{ext}")
+        with storage_errors_mapped():
+            self.store.put(key, data, f"image/{'jpeg' if ext == 'jpg' else ext}")
+        job = Job(
+            id=job_id,
+            owner=owner,
+            source="upload",
+            input_bucket=self.store.bucket,
+            input_key=key,
+            input_filename=(filename or "")[:255] or None,
+            input_sha256=hashlib.sha256(data).hexdigest(),
+            metadata_=meta,
+        )
+        return self._create_and_enqueue(job, base_url)
+
+    def submit_s3(
+        self, *, owner: str, bucket: str, key: str, metadata: Any = None, base_url: str = ""
+    ) -> JobRead:
+        """Record a job for an object already in S3; the worker reads it from there."""
+        if not self.store.reads_other_buckets:
+            raise InvalidInput(
+                "S3 sources need the S3 object store (UNMASK_STORE=s3)", code="s3_not_configured"
+            )
+        check_s3_source(bucket, key)
+        job = Job(
+            owner=owner,
+            source="s3",
+            input_bucket=bucket,
+            input_key=key,
+            input_filename=key.rsplit("/", 1)[-1][:255],
+            metadata_=check_metadata(metadata),
+        )
+        return self._create_and_enqueue(job, base_url)
+
+    def _create_and_enqueue(self, job: Job, base_url: str) -> JobRead:
+        job.status, job.attempts = "queued", 0
+        with session_scope(self.sessions) as session:
+            session.add(job)
+            session.flush()
+            body = self._read(job, base_url)
+        try:
+            self.queue.enqueue_detect(job.id)
+        except Exception as exc:
+            log.exception("could not enqueue job %s", job.id)
+            self.fail(
+                job_id=job.id, code="queue_unavailable", message="the job queue was unreachable; submit again"
+            )
+            raise QueueUnavailable("the job queue is unreachable; try again shortly") from exc
+        return body
+
+    # -- reading (API) --------------------------------------------------------------------------
+
+    def _read(self, job: Job, base_url: str) -> JobRead:
+        expires = self.settings.url_expiry_seconds
+
+        def url_for(key: str | None) -> str | None:
+            return self.store.url(key, expires, base_url) if key else None
+
+        return rows.job_read(job, url_for, expires)
+
+    def get(self, *, owner: str, job_id: str, base_url: str = "") -> JobRead:
+        with session_scope(self.sessions) as session:
+            job = session.scalar(
+                select(Job)
+                .options(selectinload(Job.faces))
+                .where(Job.id == parse_job_id(job_id), Job.owner == owner)
+            )
+            if job is None:
+                raise NotFound("job not found")
+            return self._read(job, base_url)
+
+    def list(
+        self,
+        *,
+        owner: str,
+        status: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        base_url: str = "",
+    ) -> JobPage:
+        """Newest first, with the cursor of the next page (None at the end)."""
+        if status is not None and status not in STATUSES:
+            raise InvalidInput(f"status must be one of {', '.join(STATUSES)}", code="invalid_status")
+        if not 1 <= limit <= MAX_PAGE:
+            raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}", code="invalid_limit")
+        query = select(Job).options(selectinload(Job.faces)).where(Job.owner == owner)
+        if status:
+            query = query.where(Job.status == status)
+        if cursor:
+            stamp, last_id = decode_cursor(cursor)
+            query = query.where(or_(Job.created_at < stamp, and_(Job.created_at == stamp, Job.id < last_id)))
+        with session_scope(self.sessions) as session:
+            found: Sequence[Job] = session.scalars(
+                query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
+            ).all()
+            page = found[:limit]
+            next_cursor = encode_cursor(page[-1]) if len(found) > limit else None
+            return JobPage(jobs=[self._read(job, base_url) for job in page], next_cursor=next_cursor)
+
+    # -- the lifecycle (worker) -----------------------------------------------------------------
+
+    def start(self, *, job_id: uuid.UUID) -> JobInput | None:
+        """Mark a job running and count the attempt; None when it is unknown or already finished."""
+        with session_scope(self.sessions) as session:
+            job = session.get(Job, job_id, with_for_update=True)
+            if job is None or job.status in FINISHED:
+                return None
+            job.status, job.started_at = "running", utcnow()
+            job.attempts += 1
+            job.error_code = job.error_message = None
+            return JobInput(None if job.source == "upload" else job.input_bucket, job.input_key)
+
+    def record_result(self, *, job_id: uuid.UUID, result: ImageResult, overlays: OverlayLocations) -> None:
+        """Store the result and faces, replacing any from an earlier delivery of the same job."""
+        with session_scope(self.sessions) as session:
+            job = session.get(Job, job_id, with_for_update=True)
+            if job is None:
+                raise NotFound("job not found")
+            session.execute(delete(Face).where(Face.job_id == job_id))
+            for face in rows.face_rows(result, overlays):
+                face.job_id = job_id
+                session.add(face)
+            rows.apply_result(job, result, overlays)
+            job.status, job.finished_at = "succeeded", utcnow()
+
+    def fail(self, *, job_id: uuid.UUID, code: str, message: str) -> None:
+        with session_scope(self.sessions) as session:
+            job = session.get(Job, job_id, with_for_update=True)
+            if job is not None:
+                job.status, job.finished_at = "failed", utcnow()
+                job.error_code, job.error_message = code, message[:2000]
+
+    def detect(self, *, job_id: uuid.UUID, detector: Detector) -> str:
+        """queued -> running -> succeeded | failed, returning the status it left the job in
+        (`skipped` when it was unknown or finished). Store outages propagate for a retry."""
+        source = self.start(job_id=job_id)
+        if source is None:
+            log.info("job %s is unknown or finished; nothing to do", job_id)
+            return "skipped"
+        # No session is open from here on: no connection is held through the model's work.
+        try:
+            with storage_errors_mapped():
+                data = self.store.get(
+                    source.key, bucket=source.bucket, max_bytes=self.settings.max_upload_bytes
+                )
+            analysis = detector.analyse(data)
+            with storage_errors_mapped():
+                placed = write_overlays(
+                    analysis.overlays, lambda name, jpeg: self._put_overlay(job_id, name, jpeg)
+                )
+        except StorageUnavailable:
+            raise
+        except UnmaskError as exc:
+            log.info("job %s failed: %s", job_id, exc.code)
+            self.fail(job_id=job_id, code=exc.code, message=exc.message)
+            return "failed"
+        except Exception as exc:
+            log.exception("job %s: unexpected error", job_id)
+            self.fail(job_id=job_id, code="internal_error", message=f"unexpected error: {type(exc).__name__}")
+            return "failed"
+        self.record_result(job_id=job_id, result=analysis.result, overlays=placed)
+        log.info(
+            "job %s succeeded: %s, %d faces", job_id, analysis.result.verdict, len(analysis.result.faces)
+        )
+        return "succeeded"
+
+    def _put_overlay(self, job_id: uuid.UUID, name: str, jpeg: bytes) -> str:
+        key = new_key("overlays", job_id, name)
+        self.store.put(key, jpeg, "image/jpeg")
+        return key

@@ -1,0 +1,74 @@
+"""One typed settings object, read once from UNMASK_* environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from unmask.core.exceptions import ConfigurationError
+
+
+class Settings(BaseSettings):
+    """Every knob Unmask has. Secrets are SecretStr so they never show in repr or logs."""
+
+    model_config = SettingsConfigDict(env_prefix="UNMASK_", extra="forbid", frozen=True)
+
+    # Where embedded defaults keep their files (SQLite, broker, local objects).
+    data_dir: Path = Path("./var")
+    database_url: str = ""  # default: sqlite file in data_dir
+    broker_url: str = ""  # default: kombu's SQLAlchemy transport on a sqlite file in data_dir
+
+    store: Literal["local", "s3"] = "local"
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key: SecretStr | None = None
+    s3_secret_key: SecretStr | None = None
+    s3_bucket: str = "unmask"
+    s3_public_endpoint_url: str | None = None  # host clients use for presigned URLs
+    url_expiry_seconds: int = Field(3600, ge=60, le=7 * 24 * 3600)
+    # Signs URLs of the local object store; set it in production so URLs survive restarts.
+    secret_key: SecretStr = SecretStr("")
+    public_url: str = ""  # base URL clients reach the API on; default: the request's host
+
+    model: str = "unmask-irv1"
+    weights: Path | None = None  # default: the shipped weights of `model`
+    device: str = "auto"
+    min_face_size: int = Field(20, ge=1)
+    min_face_probability: float = Field(0.90, ge=0.0, le=1.0)
+
+    max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024)
+    max_pixels: int = Field(40_000_000, ge=10_000)
+    default_owner: str = "default"
+    worker_concurrency: int = Field(1, ge=1)
+    task_max_retries: int = Field(3, ge=0)
+    # Touched by the worker once it is ready; `unmask up` waits for it before serving.
+    worker_ready_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _check_store(self) -> Settings:
+        if self.store == "s3" and not self.s3_bucket:
+            raise ValueError("UNMASK_S3_BUCKET is required when UNMASK_STORE=s3")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'unmask.db').resolve()}"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        return self.broker_url or f"sqla+sqlite:///{(self.data_dir / 'broker.db').resolve()}"
+
+    @property
+    def objects_dir(self) -> Path:
+        return self.data_dir / "objects"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment once; bad values stop the process with a clear message."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise ConfigurationError(f"invalid settings: {exc}") from exc

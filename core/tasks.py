@@ -1,0 +1,48 @@
+"""Names shared by whoever sends tasks and the worker that runs them, and the broker options
+both need. Plain values: no Celery import, so the API enqueues by name without the worker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from unmask.core.settings import Settings
+
+DETECT_TASK = "unmask.detect"
+QUEUE = "unmask"
+
+
+def broker_options(settings: Settings) -> dict[str, Any]:
+    """Celery settings for producers and consumers alike."""
+    url = settings.resolved_broker_url
+    return {
+        "broker_url": url,
+        "broker_connection_retry_on_startup": True,
+        "task_ignore_result": True,  # Postgres holds the truth; the broker carries ids only
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "task_default_queue": QUEUE,
+        "broker_transport_options": transport_options(url),
+    }
+
+
+def transport_options(url: str) -> dict[str, Any]:
+    """Redis redelivers unacknowledged tasks after the visibility timeout; it must outlast the
+    longest job. The SQLAlchemy transport hands these options to create_engine, so none there."""
+    if url.startswith(("redis://", "rediss://")):
+        return {"visibility_timeout": 3600}
+    return {}
+
+
+class TaskQueue:
+    """core's JobQueue over a Celery app, used by name only: this module imports no Celery, and
+    the sender needs none of the worker's code."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def enqueue_detect(self, job_id: object) -> None:
+        self.app.send_task(DETECT_TASK, args=[str(job_id)], queue=QUEUE)
+
+    def ping(self) -> None:
+        with self.app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=3)

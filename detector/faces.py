@@ -1,0 +1,126 @@
+"""Face detection with MTCNN: every face, with box, probability, landmarks and crops."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from unmask.detector.errors import InvalidImage
+
+# Decompression-bomb guard: refuse to decode absurd pixel counts (about 8k x 8k).
+MAX_PIXELS = 64_000_000
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+
+@dataclass
+class Face:
+    """One detected face in original-image coordinates."""
+
+    box: tuple[float, float, float, float]
+    detection_probability: float
+    landmarks: list[tuple[float, float]] = field(default_factory=list)
+    skipped: str | None = None  # reason the face was not classified
+
+    @property
+    def size(self) -> float:
+        x1, y1, x2, y2 = self.box
+        return min(x2 - x1, y2 - y1)
+
+
+def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Decode bytes to an upright RGB image or raise InvalidImage. The pixel limit is checked
+    against the header's dimensions, before any pixel is decoded."""
+    if not data:
+        raise InvalidImage("the file is empty", code="empty_file")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.width * img.height > max_pixels:
+                raise InvalidImage(
+                    f"image has {img.width}x{img.height} pixels, more than the limit of {max_pixels}",
+                    code="image_too_large",
+                )
+            img.load()
+            upright = ImageOps.exif_transpose(img)
+            return upright.convert("RGB")
+    except Image.DecompressionBombError as exc:
+        raise InvalidImage(f"image has too many pixels (limit {max_pixels})", code="image_too_large") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InvalidImage("the file is not a readable image", code="not_an_image") from exc
+
+
+def crop_region(
+    box: tuple[float, float, float, float], crop_size: int, margin: int, image_size: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """The pixel rectangle facenet-pytorch's extract_face crops for a box and margin."""
+    x1, y1, x2, y2 = box
+    # The margin is given in crop pixels; scale it to the box's size.
+    mx = margin * (x2 - x1) / (crop_size - margin) if margin else 0.0
+    my = margin * (y2 - y1) / (crop_size - margin) if margin else 0.0
+    left, top = int(max(x1 - mx / 2, 0)), int(max(y1 - my / 2, 0))
+    right = max(int(min(x2 + mx / 2, image_size[0])), left + 1)
+    bottom = max(int(min(y2 + my / 2, image_size[1])), top + 1)
+    return left, top, right, bottom
+
+
+def crop_face(
+    image: Image.Image, box: tuple[float, float, float, float], crop_size: int, margin: int = 0
+) -> Image.Image:
+    """Crop the box plus margin and resize it to a square, bilinear."""
+    region = crop_region(box, crop_size, margin, image.size)
+    return image.crop(region).resize((crop_size, crop_size), Image.Resampling.BILINEAR)
+
+
+class FaceDetector:
+    """MTCNN over the whole image; large images are shrunk first, boxes mapped back."""
+
+    def __init__(
+        self,
+        *,
+        device: str | torch.device = "cpu",
+        min_face_size: int = 20,
+        min_probability: float = 0.90,
+        max_side: int = 1024,
+        pyramid_min_size: int | None = None,
+    ) -> None:
+        from facenet_pytorch import MTCNN
+
+        self.min_face_size = min_face_size
+        self.min_probability = min_probability
+        self.max_side = max_side
+        # Reference settings; keep_all so every face is reported, not the first. The image
+        # pyramid reaches down to 20 px so faces under min_face_size are reported as skipped
+        # rather than never seen; pyramid_min_size trades that for speed on large-face data.
+        pyramid = pyramid_min_size or min(min_face_size, 20)
+        self.mtcnn = MTCNN(
+            keep_all=True, select_largest=False, post_process=False, min_face_size=pyramid, device=device
+        )
+
+    def detect(self, image: Image.Image) -> list[Face]:
+        """All faces, largest probability first; small or unsure ones are marked skipped."""
+        scale = max(image.size) / self.max_side if max(image.size) > self.max_side else 1.0
+        work = image
+        if scale > 1.0:
+            size = (round(image.width / scale), round(image.height / scale))
+            work = image.resize(size, Image.Resampling.BILINEAR)
+        with torch.inference_mode():
+            boxes, probs, points = self.mtcnn.detect(work, landmarks=True)
+        if boxes is None:
+            return []
+        faces = [self._face(b * scale, p, pts * scale) for b, p, pts in zip(boxes, probs, points)]
+        return sorted(faces, key=lambda f: -f.detection_probability)
+
+    def _face(self, box: np.ndarray, prob: float, points: np.ndarray) -> Face:
+        face = Face(
+            box=tuple(round(float(v), 1) for v in box),  # type: ignore[arg-type]
+            detection_probability=round(float(prob), 5),
+            landmarks=[(round(float(x), 1), round(float(y), 1)) for x, y in points],
+        )
+        if face.size < self.min_face_size:
+            face.skipped = f"face smaller than {self.min_face_size} px"
+        elif face.detection_probability < self.min_probability:
+            face.skipped = f"detection probability below {self.min_probability}"
+        return face

@@ -1,0 +1,79 @@
+"""The detector behind core's `Detector` port: decode, predict, and turn the Predictor's output
+into the one result shape with JPEG overlays. `unmask scan` uses the same adapter."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+from PIL import Image
+
+from unmask import __version__
+from unmask.core.exceptions import JobFailed
+from unmask.core.results import Analysis, FaceResult, ImageResult, ImageSize, Overlays, Provenance
+from unmask.detector.errors import DetectorError
+from unmask.detector.faces import decode_image
+from unmask.detector.predictor import Prediction, Predictor
+
+log = logging.getLogger(__name__)
+
+
+def provenance(predictor: Predictor) -> Provenance:
+    """Model name, weights hash, thresholds and code version of every result this predictor makes."""
+    cfg = predictor.config
+    return Provenance(
+        name=cfg.name,
+        weights_sha256=predictor.model.weights_sha256,
+        thresholds={"real": cfg.thresholds.real, "fake": cfg.thresholds.fake},
+        code_version=__version__,
+    )
+
+
+def jpeg_bytes(image: Image.Image, quality: int = 90) -> bytes:
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def to_analysis(prediction: Prediction, model: Provenance) -> Analysis:
+    """The Predictor's output as the one result shape, overlays encoded as JPEG."""
+    faces = [
+        FaceResult(
+            box=fp.face.box,
+            detection_probability=fp.face.detection_probability,
+            landmarks=list(fp.face.landmarks),
+            fake_probability=fp.fake_probability,
+            verdict=fp.verdict,  # type: ignore[arg-type]
+            skip_reason=fp.face.skipped,
+        )
+        for fp in prediction.faces
+    ]
+    result = ImageResult(
+        verdict=prediction.verdict,  # type: ignore[arg-type]
+        fake_probability=prediction.fake_probability,
+        image=ImageSize(width=prediction.size[0], height=prediction.size[1]),
+        faces=faces,
+        model=model,
+    )
+    overlays = Overlays(
+        image=jpeg_bytes(prediction.overlay) if prediction.overlay is not None else None,
+        faces=[jpeg_bytes(fp.overlay) if fp.overlay is not None else None for fp in prediction.faces],
+    )
+    return Analysis(result, overlays)
+
+
+class PredictorDetector:
+    """Adapts a loaded Predictor to core's Detector port; detector errors become job failures."""
+
+    def __init__(self, predictor: Predictor, *, max_pixels: int, explain: bool = True) -> None:
+        self.predictor = predictor
+        self.max_pixels = max_pixels
+        self.explain = explain
+        self.provenance = provenance(predictor)
+
+    def analyse(self, data: bytes) -> Analysis:
+        try:
+            image = decode_image(data, max_pixels=self.max_pixels)
+        except DetectorError as exc:
+            raise JobFailed(exc.message, code=exc.code) from exc
+        return to_analysis(self.predictor.predict(image, explain=self.explain), self.provenance)

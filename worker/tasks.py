@@ -1,0 +1,42 @@
+"""Thin, named, idempotent tasks that take ids; the work is the job service's."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from celery import Celery, Task
+from sqlalchemy.exc import OperationalError
+
+from unmask.core.exceptions import StorageUnavailable
+from unmask.core.settings import Settings
+from unmask.core.tasks import DETECT_TASK
+
+log = logging.getLogger(__name__)
+
+# Outages worth waiting out; every other failure is recorded on the job at once.
+TRANSIENT = (StorageUnavailable, OperationalError)
+
+
+def retry_delay(retries: int) -> int:
+    """Seconds before the next attempt: 1, 2, 4 ... capped at a minute."""
+    return min(60, 2**retries)
+
+
+def register_tasks(app: Celery, settings: Settings) -> None:
+    @app.task(name=DETECT_TASK, bind=True, acks_late=True, max_retries=settings.task_max_retries)
+    def detect(self: Task, job_id: str) -> str:
+        """Detect, score and explain every face of one job's image."""
+        from unmask.worker.runtime import get_runtime
+
+        runtime = get_runtime(settings, app)
+        job = uuid.UUID(job_id)
+        try:
+            return runtime.jobs.detect(job_id=job, detector=runtime.detector)
+        except TRANSIENT as exc:
+            if self.request.retries >= self.max_retries:
+                message = f"gave up after {self.request.retries + 1} attempts: {exc}"
+                runtime.jobs.fail(job_id=job, code="transient_error_exhausted", message=message)
+                return "failed"
+            log.warning("job %s: transient error, retrying: %s", job_id, exc)
+            raise self.retry(exc=exc, countdown=retry_delay(self.request.retries)) from exc
