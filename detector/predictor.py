@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -85,6 +86,15 @@ class Predictor:
         model = load_model(weights, model_name, dev)
         detector = FaceDetector(device=dev, min_face_size=min_face_size, min_probability=min_face_probability)
         return cls(model, detector)
+
+    def provenance(self) -> dict[str, Any]:
+        """What every result of this predictor must carry: model name, weights hash, thresholds."""
+        cfg = self.config
+        return {
+            "name": cfg.name,
+            "weights_sha256": self.model.weights_sha256,
+            "thresholds": {"real": cfg.thresholds.real, "fake": cfg.thresholds.fake},
+        }
 
     def score_crops(self, crops: Sequence[Image.Image], explain: bool) -> tuple[np.ndarray, list]:
         """Fake probabilities (and Grad-CAM maps when asked) for face crops, in batches."""

@@ -84,11 +84,7 @@ def evaluate(predictor: Predictor, data_dir: Path, out_dir: Path, cache: Path | 
         metrics["by_source"] = {
             s: group_metrics([r for r in rows if r.item.source == s], predictor) for s in sources
         }
-    metrics["model"] = {
-        "name": predictor.config.name,
-        "weights_sha256": predictor.model.weights_sha256,
-        "thresholds": predictor.config.thresholds.__dict__,
-    }
+    metrics["model"] = predictor.provenance()
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     write_predictions(out_dir / "predictions.csv", rows, data_dir)
     plot_roc(out_dir / "roc.png", rows)

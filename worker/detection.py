@@ -20,13 +20,7 @@ log = logging.getLogger(__name__)
 
 def provenance(predictor: Predictor) -> Provenance:
     """Model name, weights hash, thresholds and code version of every result this predictor makes."""
-    cfg = predictor.config
-    return Provenance(
-        name=cfg.name,
-        weights_sha256=predictor.model.weights_sha256,
-        thresholds={"real": cfg.thresholds.real, "fake": cfg.thresholds.fake},
-        code_version=__version__,
-    )
+    return Provenance(**predictor.provenance(), code_version=__version__)
 
 
 def jpeg_bytes(image: Image.Image, quality: int = 90) -> bytes:
