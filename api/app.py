@@ -6,7 +6,7 @@ from flask import Response, jsonify
 from flask_openapi3 import Info, OpenAPI
 
 from unmask import __version__
-from unmask.api import errors
+from unmask.api import auth, errors
 from unmask.api.health import bp as health_bp
 from unmask.api.jobs import bp as jobs_bp
 from unmask.api.objects import bp as objects_bp
@@ -31,11 +31,16 @@ def create_app(
         validation_error_status=400,
         validation_error_model=ErrorBody,
         validation_error_callback=errors.validation_error,
+        security_schemes={"bearer": {"type": "http", "scheme": "bearer", "description": "an Unmask API key"}},
     )
     # Room for the multipart envelope around the largest accepted file.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + 64 * 1024
-    app.extensions["unmask"] = build_services(settings, queue=queue or celery_queue(settings), store=store)
+    services = build_services(settings, queue=queue or celery_queue(settings), store=store)
+    app.extensions["unmask"] = services
     errors.register(app, settings.max_upload_bytes)
+    auth.install(
+        app, services.keys, rate_limit=settings.rate_limit, storage_uri=settings.rate_limit_storage_url
+    )
     for bp in (jobs_bp, objects_bp, health_bp):
         app.register_api(bp)
 

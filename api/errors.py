@@ -31,7 +31,10 @@ def register(app: Flask, max_upload_bytes: int) -> None:
     def _domain(exc: UnmaskError) -> Response:
         if exc.status >= 500:
             log.error("%s: %s", exc.code, exc.message)
-        return error_response(exc.status, exc.code, exc.message)
+        response = error_response(exc.status, exc.code, exc.message)
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="unmask"'
+        return response
 
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(exc: RequestEntityTooLarge) -> Response:

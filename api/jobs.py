@@ -5,12 +5,17 @@ from __future__ import annotations
 from flask import Response, current_app, request, url_for
 from flask_openapi3 import APIBlueprint, Tag
 
-from unmask.api.schemas import JobListQuery, JobPath, parse_s3, parse_upload
+from unmask.api import auth
+from unmask.api.schemas import JobListQuery, JobPath, SubmitHeaders, parse_s3, parse_upload
 from unmask.core.exceptions import InvalidInput
 from unmask.core.schemas import ErrorBody, JobPage, JobRead
 from unmask.core.wiring import Services
 
-bp = APIBlueprint("jobs", __name__, url_prefix="/v1/jobs", abp_tags=[Tag(name="jobs")])
+bp = APIBlueprint(
+    "jobs", __name__, url_prefix="/v1/jobs", abp_tags=[Tag(name="jobs")], abp_security=[{"bearer": []}]
+)
+
+GUARDED = {401: ErrorBody, 429: ErrorBody}
 
 
 def services() -> Services:
@@ -18,8 +23,7 @@ def services() -> Services:
 
 
 def owner() -> str:
-    # Tenancy arrives with API keys; until then every request acts for the default owner.
-    return services().settings.default_owner
+    return auth.tenant()
 
 
 def base_url() -> str:
@@ -37,10 +41,21 @@ def as_json(model: JobRead | JobPage, status: int = 200) -> Response:
 @bp.post(
     "",
     summary="Submit an image: a multipart upload, or an S3 reference as JSON",
-    responses={202: JobRead, 400: ErrorBody, 413: ErrorBody, 415: ErrorBody, 422: ErrorBody, 503: ErrorBody},
+    responses={
+        202: JobRead,
+        400: ErrorBody,
+        403: ErrorBody,
+        409: ErrorBody,
+        413: ErrorBody,
+        415: ErrorBody,
+        422: ErrorBody,
+        503: ErrorBody,
+        **GUARDED,
+    },
 )
-def create_job() -> Response:
+def create_job(header: SubmitHeaders) -> Response:
     jobs = services().jobs
+    once = header.idempotency_key
     if request.mimetype == "multipart/form-data":
         upload, metadata = parse_upload(request)
         job = jobs.submit_upload(
@@ -49,12 +64,18 @@ def create_job() -> Response:
             filename=upload.image.filename,
             metadata=metadata,
             base_url=base_url(),
+            idempotency_key=once,
         )
     elif request.is_json:
         body = parse_s3(request)
         ref = body.source.s3
         job = jobs.submit_s3(
-            owner=owner(), bucket=ref.bucket, key=ref.key, metadata=body.metadata, base_url=base_url()
+            owner=owner(),
+            bucket=ref.bucket,
+            key=ref.key,
+            metadata=body.metadata,
+            base_url=base_url(),
+            idempotency_key=once,
         )
     else:
         raise InvalidInput(
@@ -69,13 +90,15 @@ def create_job() -> Response:
 @bp.get(
     "/<job_id>",
     summary="One job, with its result or error",
-    responses={200: JobRead, 400: ErrorBody, 404: ErrorBody},
+    responses={200: JobRead, 400: ErrorBody, 404: ErrorBody, **GUARDED},
 )
 def get_job(path: JobPath) -> Response:
     return as_json(services().jobs.get(owner=owner(), job_id=path.job_id, base_url=base_url()))
 
 
-@bp.get("", summary="Jobs, newest first, a page at a time", responses={200: JobPage, 400: ErrorBody})
+@bp.get(
+    "", summary="Jobs, newest first, a page at a time", responses={200: JobPage, 400: ErrorBody, **GUARDED}
+)
 def list_jobs(query: JobListQuery) -> Response:
     page = services().jobs.list(
         owner=owner(), status=query.status, limit=query.limit, cursor=query.cursor, base_url=base_url()

@@ -11,6 +11,7 @@ from flask_openapi3 import FileStorage
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from unmask.core.exceptions import InvalidInput
+from unmask.core.intake import check_json_depth
 
 MAX_PAGE = 200
 
@@ -44,6 +45,17 @@ class JobFromS3(BaseModel):
 
     source: S3Source
     metadata: dict[str, Any] | None = None
+
+
+class SubmitHeaders(BaseModel):
+    idempotency_key: str | None = Field(
+        None,
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="the same key and request within 24 hours answer with the first job; "
+        "the same key with another request is refused (409)",
+    )
 
 
 class JobListQuery(BaseModel):
@@ -85,6 +97,7 @@ def parse_upload(request: Request) -> tuple[JobUpload, Any]:
     upload = validated(JobUpload, fields)
     metadata = None
     if upload.metadata is not None:
+        check_json_depth(upload.metadata, code="invalid_metadata")
         try:
             metadata = json.loads(upload.metadata)
         except json.JSONDecodeError as exc:
@@ -93,6 +106,7 @@ def parse_upload(request: Request) -> tuple[JobUpload, Any]:
 
 
 def parse_s3(request: Request) -> JobFromS3:
+    check_json_depth(request.get_data(cache=True))
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise InvalidInput("the body must be a JSON object", code="invalid_json")

@@ -38,6 +38,22 @@ def parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run a Celery worker (settings from UNMASK_*)")
     worker.add_argument("--loglevel", default="info")
 
+    keys = sub.add_parser("keys", help="API keys: each names the tenant its jobs belong to")
+    keys_sub = keys.add_subparsers(dest="action", required=True)
+    create = keys_sub.add_parser("create", help="a new key; its secret is shown once")
+    create.add_argument("--tenant", required=True)
+    create.add_argument("--name", default=None, help="a label, e.g. who holds the key")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by id or prefix")
+    revoke.add_argument("key")
+    listing = keys_sub.add_parser("list", help="keys, without their secrets")
+    listing.add_argument("--tenant", default=None)
+
+    tenants = sub.add_parser("tenants", help="what a tenant's jobs may read in S3")
+    tenants_sub = tenants.add_subparsers(dest="action", required=True)
+    allow = tenants_sub.add_parser("allow", help="let a tenant's jobs read s3://BUCKET[/PREFIX]")
+    allow.add_argument("tenant")
+    allow.add_argument("location", help="s3://bucket/prefix (or just bucket for all of it)")
+
     db = sub.add_parser("db", help="database schema")
     db.add_argument("action", choices=["upgrade", "downgrade"])
     db.add_argument("revision", nargs="?", default=None)

@@ -82,8 +82,11 @@ def run_up(args: argparse.Namespace) -> int:
     try:
         worker = start_worker(env)
         url = f"http://{args.host}:{args.port}"
+        key = local_key(settings)
         print(f"Unmask is up at {url}  (data in {data_dir}, worker pid {worker.pid})", flush=True)
-        print(f"  curl -F image=@face.jpg {url}/v1/jobs      Ctrl-C stops it", flush=True)
+        print(f"  API key (tenant local, kept in {data_dir / 'api-key'}): {key}", flush=True)
+        print(f"  curl -H 'Authorization: Bearer {key}' -F image=@face.jpg {url}/v1/jobs", flush=True)
+        print("  Ctrl-C stops it", flush=True)
         serve(settings, args.host, args.port, threads=8)
     finally:
         if worker is not None:
@@ -108,11 +111,11 @@ def run_api(args: argparse.Namespace) -> int:
 def run_worker(args: argparse.Namespace) -> int:
     settings = load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    from celery.signals import worker_process_init, worker_ready
+    from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
     from unmask.core.wiring import ensure_bucket, make_store
     from unmask.worker.app import create_celery
-    from unmask.worker.runtime import get_runtime
+    from unmask.worker.runtime import ReconcileTimer, get_runtime
 
     app = create_celery(settings)
     if settings.worker_concurrency == 1:
@@ -123,6 +126,9 @@ def run_worker(args: argparse.Namespace) -> int:
         worker_process_init.connect(lambda **_: get_runtime(settings, app), weak=False)
         pool = ["--pool=prefork", f"--concurrency={settings.worker_concurrency}"]
     ensure_bucket(make_store(settings))
+    timer = ReconcileTimer(settings, app)
+    worker_ready.connect(lambda **_: timer.start(), weak=False)
+    worker_shutdown.connect(lambda **_: timer.stop(), weak=False)
     ready_file = settings.worker_ready_file
     if ready_file is not None:  # `unmask up` waits for this before it serves
         worker_ready.connect(lambda **_: ready_file.touch(), weak=False)
@@ -138,6 +144,49 @@ def run_worker(args: argparse.Namespace) -> int:
         ]
     )
     return 0
+
+
+def key_service(settings: Settings):  # noqa: ANN201
+    from unmask.core.keys import KeyService
+    from unmask.core.wiring import make_sessions
+
+    return KeyService(sessions=make_sessions(settings))
+
+
+def run_keys(args: argparse.Namespace) -> int:
+    keys = key_service(load_settings())
+    if args.action == "create":
+        info, secret = keys.create(tenant=args.tenant, name=args.name)
+        print(f"key {info.prefix}… for tenant {info.tenant} (id {info.id}); the secret, shown once:")
+        print(secret)
+    elif args.action == "revoke":
+        info = keys.revoke(key=args.key)
+        print(f"revoked {info.prefix}… (tenant {info.tenant})")
+    else:
+        for info in keys.list(tenant=args.tenant):
+            state = f"revoked {info.revoked_at:%Y-%m-%d}" if info.revoked_at else "active"
+            print(f"{info.id}  {info.prefix}…  {info.tenant:20s} {state:18s} {info.name or ''}")
+    return 0
+
+
+def run_tenants(args: argparse.Namespace) -> int:
+    from unmask.core.keys import TenantService
+    from unmask.core.wiring import make_sessions
+
+    tenants = TenantService(sessions=make_sessions(load_settings()))
+    allowed = tenants.allow_s3(tenant=args.tenant, location=args.location)
+    print(f"tenant {args.tenant} may read: {', '.join('s3://' + a for a in allowed)}")
+    return 0
+
+
+def local_key(settings: Settings) -> str:
+    """The key `unmask up` makes on first start (tenant `local`), kept in the data folder."""
+    path = settings.data_dir / "api-key"
+    if not path.exists():
+        _, secret = key_service(settings).create(tenant="local", name="unmask up")
+        path.write_text(secret + "\n")
+        path.chmod(0o600)
+    return path.read_text().strip()
 
 
 def run_db(args: argparse.Namespace) -> int:

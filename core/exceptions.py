@@ -107,3 +107,22 @@ def storage_errors_mapped() -> Iterator[None]:
         yield
     except storage_errors.StorageError as exc:
         raise from_storage(exc) from exc
+
+
+class Unauthorized(UnmaskError):
+    """No API key, or one that is unknown or revoked."""
+
+    code = "unauthorized"
+    status = 401
+
+
+class SourceNotAllowed(UnmaskError):
+    """The tenant may not read that S3 location; said the same whether or not it exists."""
+
+    code = "source_not_allowed"
+    status = 403
+
+
+class Conflict(UnmaskError):
+    code = "conflict"
+    status = 409

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
+import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from unmask.core import rows
@@ -25,7 +28,9 @@ from unmask.core.exceptions import (
     UnmaskError,
     storage_errors_mapped,
 )
+from unmask.core.idempotency import Idempotency
 from unmask.core.intake import check_metadata, check_s3_source, sniff_image
+from unmask.core.keys import TenantService
 from unmask.core.ports import Detector, JobQueue
 from unmask.core.results import ImageResult, OverlayLocations, write_overlays
 from unmask.core.schemas import JobPage, JobRead
@@ -43,8 +48,9 @@ MAX_PAGE = 200
 
 @dataclass(frozen=True)
 class JobInput:
-    """Where a claimed job's image is: a bucket other than the store's own, or None."""
+    """A claimed job: its tenant, and where its image is (bucket None: the store's own)."""
 
+    owner: str
     bucket: str | None
     key: str
 
@@ -80,52 +86,98 @@ class JobService:
         self.store = store
         self.queue = queue
         self.settings = settings
+        self.tenants = TenantService(sessions=sessions)
+        self.idempotency = Idempotency(sessions=sessions)
 
     # -- submission (API) ---------------------------------------------------------------------
 
     def submit_upload(
-        self, *, owner: str, data: bytes, filename: str | None, metadata: Any = None, base_url: str = ""
+        self,
+        *,
+        owner: str,
+        data: bytes,
+        filename: str | None,
+        metadata: Any = None,
+        base_url: str = "",
+        idempotency_key: str | None = None,
     ) -> JobRead:
         """Store the uploaded bytes, record a queued job, enqueue its id."""
-        ext = sniff_image(data, self.settings.max_upload_bytes)
+        ext = sniff_image(data, self.settings.max_upload_bytes, self.settings.max_pixels)
         meta = check_metadata(metadata)
-        job_id = uuid.uuid4()
-        key = new_key("uploads", job_id, f"original.{ext}")
-        with storage_errors_mapped():
-            self.store.put(key, data, f"image/{'jpeg' if ext == 'jpg' else ext}")
-        job = Job(
-            id=job_id,
-            owner=owner,
-            source="upload",
-            input_bucket=self.store.bucket,
-            input_key=key,
-            input_filename=(filename or "")[:255] or None,
-            input_sha256=hashlib.sha256(data).hexdigest(),
-            metadata_=meta,
-        )
-        return self._create_and_enqueue(job, base_url)
+        sha256 = hashlib.sha256(data).hexdigest()
+        name = (filename or "")[:255] or None
+
+        def create() -> JobRead:
+            job_id = uuid.uuid4()
+            key = new_key(f"uploads/{owner}", job_id, f"original.{ext}")
+            with storage_errors_mapped():
+                self.store.put(key, data, f"image/{'jpeg' if ext == 'jpg' else ext}")
+            job = Job(
+                id=job_id,
+                owner=owner,
+                source="upload",
+                input_bucket=self.store.bucket,
+                input_key=key,
+                input_filename=name,
+                input_sha256=sha256,
+                metadata_=meta,
+            )
+            return self._create_and_enqueue(job, base_url)
+
+        request = {"upload": sha256, "filename": name, "metadata": meta}
+        return self._once(owner, idempotency_key, request, create)
 
     def submit_s3(
-        self, *, owner: str, bucket: str, key: str, metadata: Any = None, base_url: str = ""
+        self,
+        *,
+        owner: str,
+        bucket: str,
+        key: str,
+        metadata: Any = None,
+        base_url: str = "",
+        idempotency_key: str | None = None,
     ) -> JobRead:
-        """Record a job for an object already in S3; the worker reads it from there."""
+        """Record a job for an object already in S3; the worker reads it from there. Names are
+        checked by S3's rules and against what the tenant may read, before any request to S3."""
         if not self.store.reads_other_buckets:
             raise InvalidInput(
                 "S3 sources need the S3 object store (UNMASK_STORE=s3)", code="s3_not_configured"
             )
         check_s3_source(bucket, key)
-        job = Job(
-            owner=owner,
-            source="s3",
-            input_bucket=bucket,
-            input_key=key,
-            input_filename=key.rsplit("/", 1)[-1][:255],
-            metadata_=check_metadata(metadata),
+        self.tenants.check_source(tenant=owner, bucket=bucket, key=key, own_bucket=self.store.bucket)
+        meta = check_metadata(metadata)
+
+        def create() -> JobRead:
+            job = Job(
+                owner=owner,
+                source="s3",
+                input_bucket=bucket,
+                input_key=key,
+                input_filename=key.rsplit("/", 1)[-1][:255],
+                metadata_=meta,
+            )
+            return self._create_and_enqueue(job, base_url)
+
+        request = {"s3": [bucket, key], "metadata": meta}
+        return self._once(owner, idempotency_key, request, create)
+
+    def _once(
+        self, owner: str, idempotency_key: str | None, request: dict[str, Any], create: Callable[[], JobRead]
+    ) -> JobRead:
+        """Run `create`, or replay its first answer for a repeated Idempotency-Key."""
+        if idempotency_key is None:
+            return create()
+        fingerprint = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
+        answer = self.idempotency.run(
+            tenant=owner,
+            key=idempotency_key,
+            fingerprint=fingerprint,
+            create=lambda: create().model_dump(mode="json", exclude_unset=True),
         )
-        return self._create_and_enqueue(job, base_url)
+        return JobRead.model_validate(answer)
 
     def _create_and_enqueue(self, job: Job, base_url: str) -> JobRead:
-        job.status, job.attempts = "queued", 0
+        job.status, job.attempts, job.enqueued_at = "queued", 0, utcnow()
         with session_scope(self.sessions) as session:
             session.add(job)
             session.flush()
@@ -192,15 +244,31 @@ class JobService:
     # -- the lifecycle (worker) -----------------------------------------------------------------
 
     def start(self, *, job_id: uuid.UUID) -> JobInput | None:
-        """Mark a job running and count the attempt; None when it is unknown or already finished."""
+        """Mark a queued job running and count the attempt. None when it is unknown, finished,
+        or running elsewhere: a repeated delivery never runs a job twice at once."""
         with session_scope(self.sessions) as session:
             job = session.get(Job, job_id, with_for_update=True)
-            if job is None or job.status in FINISHED:
+            if job is None or job.status != "queued":
                 return None
             job.status, job.started_at = "running", utcnow()
+            job.heartbeat_at = job.started_at
             job.attempts += 1
             job.error_code = job.error_message = None
-            return JobInput(None if job.source == "upload" else job.input_bucket, job.input_key)
+            return JobInput(job.owner, None if job.source == "upload" else job.input_bucket, job.input_key)
+
+    def release(self, *, job_id: uuid.UUID) -> None:
+        """Hand a running job back to the queue (a retry after an outage, a worker stopping)."""
+        with session_scope(self.sessions) as session:
+            job = session.get(Job, job_id, with_for_update=True)
+            if job is not None and job.status == "running":
+                job.status, job.enqueued_at = "queued", utcnow()
+
+    def heartbeat(self, *, job_id: uuid.UUID) -> None:
+        """The worker holding the job is alive."""
+        with session_scope(self.sessions) as session:
+            session.execute(
+                update(Job).where(Job.id == job_id, Job.status == "running").values(heartbeat_at=utcnow())
+            )
 
     def record_result(self, *, job_id: uuid.UUID, result: ImageResult, overlays: OverlayLocations) -> None:
         """Store the result and faces, replacing any from an earlier delivery of the same job."""
@@ -230,6 +298,31 @@ class JobService:
             log.info("job %s is unknown or finished; nothing to do", job_id)
             return "skipped"
         # No session is open from here on: no connection is held through the model's work.
+        with self._beating(job_id):
+            return self._run(job_id, source, detector)
+
+    @contextmanager
+    def _beating(self, job_id: uuid.UUID) -> Iterator[None]:
+        """Heartbeats for the job while the block runs, so the reconciler can tell a slow job
+        from a worker that died."""
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(self.settings.heartbeat_seconds):
+                try:
+                    self.heartbeat(job_id=job_id)
+                except Exception:  # a missed beat is retried on the next tick
+                    log.warning("heartbeat for job %s failed", job_id, exc_info=True)
+
+        thread = threading.Thread(target=beat, name=f"heartbeat-{job_id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+    def _run(self, job_id: uuid.UUID, source: JobInput, detector: Detector) -> str:
         try:
             with storage_errors_mapped():
                 data = self.store.get(
@@ -238,7 +331,7 @@ class JobService:
             analysis = detector.analyse(data)
             with storage_errors_mapped():
                 placed = write_overlays(
-                    analysis.overlays, lambda name, jpeg: self._put_overlay(job_id, name, jpeg)
+                    analysis.overlays, lambda name, jpeg: self._put_overlay(source.owner, job_id, name, jpeg)
                 )
         except StorageUnavailable:
             raise
@@ -256,7 +349,7 @@ class JobService:
         )
         return "succeeded"
 
-    def _put_overlay(self, job_id: uuid.UUID, name: str, jpeg: bytes) -> str:
-        key = new_key("overlays", job_id, name)
+    def _put_overlay(self, owner: str, job_id: uuid.UUID, name: str, jpeg: bytes) -> str:
+        key = new_key(f"overlays/{owner}", job_id, name)
         self.store.put(key, jpeg, "image/jpeg")
         return key

@@ -41,9 +41,20 @@ class Settings(BaseSettings):
 
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024)
     max_pixels: int = Field(40_000_000, ge=10_000)
-    default_owner: str = "default"
     worker_concurrency: int = Field(1, ge=1)
     task_max_retries: int = Field(3, ge=0)
+    # Nothing lost: the reconciler re-sends jobs queued longer than the deadline and jobs whose
+    # worker stopped beating; a job that has started max_attempts times fails `worker_lost`.
+    reconcile_every_seconds: float = Field(30, gt=0)
+    queued_deadline_seconds: float = Field(120, gt=0)
+    heartbeat_seconds: float = Field(10, gt=0)
+    heartbeat_deadline_seconds: float = Field(60, gt=0)
+    max_attempts: int = Field(3, ge=1)
+    task_soft_time_limit: int = Field(300, ge=1)
+    task_time_limit: int = Field(360, ge=1)
+    # Per API key, in the `limits` notation ("20/second;1000/minute"); counted in Redis when the
+    # broker is Redis, else in memory.
+    rate_limit: str = "20/second;2000/minute"
     # Touched by the worker once it is ready; `unmask up` waits for it before serving.
     worker_ready_file: Path | None = None
 
@@ -60,6 +71,12 @@ class Settings(BaseSettings):
     @property
     def resolved_broker_url(self) -> str:
         return self.broker_url or f"sqla+sqlite:///{(self.data_dir / 'broker.db').resolve()}"
+
+    @property
+    def rate_limit_storage_url(self) -> str:
+        """Counters live in Redis when the broker is Redis, so every API process shares them."""
+        url = self.resolved_broker_url
+        return url if url.startswith(("redis://", "rediss://")) else "memory://"
 
     @property
     def objects_dir(self) -> Path:

@@ -8,6 +8,7 @@ from typing import Any
 from unmask.core.settings import Settings
 
 DETECT_TASK = "unmask.detect"
+RECONCILE_TASK = "unmask.reconcile"
 QUEUE = "unmask"
 
 

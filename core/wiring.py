@@ -10,6 +10,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from unmask.core.jobs import JobService
+from unmask.core.keys import KeyService
 from unmask.core.ports import JobQueue
 from unmask.core.settings import Settings
 from unmask.storage.db import make_engine, make_session_factory
@@ -60,10 +61,11 @@ class Services:
     store: ObjectStore
     queue: JobQueue
     jobs: JobService
+    keys: KeyService
 
 
 def build_services(settings: Settings, *, queue: JobQueue, store: ObjectStore | None = None) -> Services:
     sessions = make_sessions(settings)
     store = store or make_store(settings)
     jobs = JobService(sessions=sessions, store=store, queue=queue, settings=settings)
-    return Services(settings, sessions, store, queue, jobs)
+    return Services(settings, sessions, store, queue, jobs, KeyService(sessions=sessions))

@@ -14,6 +14,8 @@ from unmask.detector.errors import InvalidImage
 # Decompression-bomb guard: refuse to decode absurd pixel counts (about 8k x 8k).
 MAX_PIXELS = 64_000_000
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+# MTCNN's first stage scans 12 x 12 windows; a smaller image cannot hold a face it finds.
+MTCNN_MIN_SIDE = 12
 
 
 @dataclass
@@ -45,6 +47,8 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
                 )
             img.load()
             upright = ImageOps.exif_transpose(img)
+            if upright.mode.startswith("I"):  # 16/32-bit grey: scale to 8 bits instead of clipping
+                upright = upright.convert("I").point(lambda v: v / 256).convert("L")
             return upright.convert("RGB")
     except Image.DecompressionBombError as exc:
         raise InvalidImage(f"image has too many pixels (limit {max_pixels})", code="image_too_large") from exc
@@ -102,10 +106,10 @@ class FaceDetector:
     def detect(self, image: Image.Image) -> list[Face]:
         """All faces, largest probability first; small or unsure ones are marked skipped."""
         scale = max(image.size) / self.max_side if max(image.size) > self.max_side else 1.0
-        work = image
-        if scale > 1.0:
-            size = (round(image.width / scale), round(image.height / scale))
-            work = image.resize(size, Image.Resampling.BILINEAR)
+        size = (round(image.width / scale), round(image.height / scale))
+        if min(size) < MTCNN_MIN_SIDE:  # too small to hold a face MTCNN can find
+            return []
+        work = image if scale == 1.0 else image.resize(size, Image.Resampling.BILINEAR)
         with torch.inference_mode():
             boxes, probs, points = self.mtcnn.detect(work, landmarks=True)
         if boxes is None:

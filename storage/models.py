@@ -36,6 +36,7 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_owner_created", "owner", "created_at", "id"),
         Index("ix_jobs_owner_status_created", "owner", "status", "created_at"),
+        Index("ix_jobs_status_enqueued", "status", "enqueued_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -46,6 +47,10 @@ class Job(Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Liveness for the reconciler: when the id was last handed to the broker, and when the
+    # worker holding the job last said it was alive.
+    enqueued_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
 
     source: Mapped[str] = mapped_column(String(16))  # upload | s3
     input_bucket: Mapped[str] = mapped_column(String(255))
@@ -100,3 +105,40 @@ class Face(Base):
     @property
     def box(self) -> list[float]:
         return [self.x1, self.y1, self.x2, self.y2]
+
+
+class ApiKey(Base):
+    """A bearer key for one tenant; only its SHA-256 is stored."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str | None] = mapped_column(String(128))
+    prefix: Mapped[str] = mapped_column(String(16))  # shown in lists, enough to tell keys apart
+    secret_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+
+
+class Tenant(Base):
+    """Per-tenant configuration: which S3 locations its jobs may read."""
+
+    __tablename__ = "tenants"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    s3_sources: Mapped[list[Any]] = mapped_column(JSON, default=list)  # "bucket/prefix" strings
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class IdempotencyKey(Base):
+    """The first answer to a request with an Idempotency-Key, replayed for 24 hours."""
+
+    __tablename__ = "idempotency_keys"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_sha256: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    response: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -44,13 +44,29 @@ def settings(tmp_path) -> Settings:
 
 
 @pytest.fixture
-def client(settings, queue):
-    return create_app(settings, queue=queue).test_client()
+def app(settings, queue):
+    return create_app(settings, queue=queue)
 
 
-def post_image(client, data: bytes, name: str = "x.jpg", **form):
+def client_for(app, tenant: str):
+    """A test client that sends a new API key of this tenant."""
+    _, secret = app.extensions["unmask"].keys.create(tenant=tenant)
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {secret}"
+    return client
+
+
+@pytest.fixture
+def client(app):
+    return client_for(app, "acme")
+
+
+def post_image(client, data: bytes, name: str = "x.jpg", headers: dict | None = None, **form):
     return client.post(
-        "/v1/jobs", data={"image": (io.BytesIO(data), name), **form}, content_type="multipart/form-data"
+        "/v1/jobs",
+        data={"image": (io.BytesIO(data), name), **form},
+        content_type="multipart/form-data",
+        headers=headers or {},
     )
 
 
@@ -61,7 +77,7 @@ def test_upload_is_queued_with_location(client, queue, face_bytes, settings):
     assert body["status"] == "queued" and body["metadata"] == {"ref": "abc"}
     assert response.headers["Location"] == f"/v1/jobs/{body['id']}"
     assert queue.ids == [body["id"]]  # the broker carries the id, nothing else
-    stored = list((settings.objects_dir / "uploads" / body["id"]).rglob("original.jpg"))
+    stored = list((settings.objects_dir / "uploads" / "acme" / body["id"]).rglob("original.jpg"))
     assert len(stored) == 1 and stored[0].read_bytes() == face_bytes
     assert client.get(response.headers["Location"]).get_json()["status"] == "queued"
 

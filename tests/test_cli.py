@@ -57,10 +57,17 @@ def test_up_serves_a_job_end_to_end_and_stops_on_ctrl_c(tmp_path, test_weights, 
     try:
         wait_for_port(port, 90)
         url = f"http://127.0.0.1:{port}"
-        created = requests.post(f"{url}/v1/jobs", files={"image": ("face.jpg", face_bytes)}, timeout=30)
+        key = (tmp_path / "data" / "api-key").read_text().strip()
+        assert requests.get(f"{url}/v1/jobs", timeout=10).status_code == 401
+        auth = {"Authorization": f"Bearer {key}"}
+        created = requests.post(
+            f"{url}/v1/jobs", files={"image": ("face.jpg", face_bytes)}, headers=auth, timeout=30
+        )
         assert created.status_code == 202, created.text
         deadline = time.monotonic() + 120
-        while (job := requests.get(url + created.headers["Location"], timeout=10).json())["status"] in (
+        while (job := requests.get(url + created.headers["Location"], headers=auth, timeout=10).json())[
+            "status"
+        ] in (
             "queued",
             "running",
         ):
@@ -81,6 +88,7 @@ def test_up_serves_a_job_end_to_end_and_stops_on_ctrl_c(tmp_path, test_weights, 
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
     assert f"Unmask is up at http://127.0.0.1:{port}" in out
+    assert f"Authorization: Bearer {key}" in out  # how to use the key is printed
     assert proc.returncode in (0, 130)
 
 
@@ -107,3 +115,21 @@ def test_scan_writes_a_report_and_overlays(tmp_path, test_weights, face_bytes, n
     from unmask.core.results import ImageResult
 
     ImageResult.model_validate({**{k: v for k, v in face.items() if k != "file"}, "model": report["model"]})
+
+
+def test_keys_are_created_listed_and_revoked_from_the_command_line(tmp_path):
+    env = {"UNMASK_DATA_DIR": str(tmp_path)}
+    assert run_unmask("db", "upgrade", env=env).returncode == 0
+    created = run_unmask("keys", "create", "--tenant", "acme", "--name", "moderation", env=env)
+    assert created.returncode == 0, created.stderr
+    secret = created.stdout.strip().splitlines()[-1]
+    assert secret.startswith("um_")
+    listed = run_unmask("keys", "list", env=env).stdout
+    assert "acme" in listed and "active" in listed and secret not in listed
+    prefix = secret[:11]
+    assert run_unmask("keys", "revoke", prefix, env=env).returncode == 0
+    assert "revoked" in run_unmask("keys", "list", "--tenant", "acme", env=env).stdout
+    refused = run_unmask("keys", "create", "--tenant", "Not A Name", env=env)
+    assert refused.returncode == 1 and "invalid_tenant" in refused.stderr
+    allowed = run_unmask("tenants", "allow", "acme", "s3://customer-uploads/incoming/", env=env)
+    assert "s3://customer-uploads/incoming/" in allowed.stdout

@@ -1,17 +1,23 @@
-"""Per-process worker state: the services and the Predictor, built after any fork."""
+"""Per-process worker state: the services and the Predictor, built after any fork, and the
+timer that runs the reconciler."""
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any
 
 from unmask.core.jobs import JobService
+from unmask.core.reconcile import reconcile
 from unmask.core.settings import Settings
 from unmask.core.tasks import TaskQueue
-from unmask.core.wiring import build_services
+from unmask.core.wiring import Services, build_services
 from unmask.detector.predictor import Predictor
 from unmask.worker.detection import PredictorDetector
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -20,6 +26,7 @@ class WorkerRuntime:
     detector: PredictorDetector
 
 
+_services: dict[tuple[int, int], Services] = {}
 _runtimes: dict[tuple[int, int], WorkerRuntime] = {}
 
 
@@ -33,11 +40,40 @@ def load_predictor(settings: Settings) -> Predictor:
     )
 
 
+def get_services(settings: Settings, app: Any) -> Services:
+    key = (os.getpid(), id(app))  # after a fork the pid differs: build anew
+    if key not in _services:
+        _services[key] = build_services(settings, queue=TaskQueue(app))
+    return _services[key]
+
+
 def get_runtime(settings: Settings, app: Any) -> WorkerRuntime:
     """The runtime of this process; built on first use, so always after any fork."""
-    key = (os.getpid(), id(app))  # after a fork the pid differs: build anew
+    key = (os.getpid(), id(app))
     if key not in _runtimes:
-        services = build_services(settings, queue=TaskQueue(app))
         detector = PredictorDetector(load_predictor(settings), max_pixels=settings.max_pixels)
-        _runtimes[key] = WorkerRuntime(services.jobs, detector)
+        _runtimes[key] = WorkerRuntime(get_services(settings, app).jobs, detector)
     return _runtimes[key]
+
+
+class ReconcileTimer:
+    """Runs the reconciler every `reconcile_every_seconds` in a thread of the worker process.
+    Several workers may run it at once: rows are claimed with SKIP LOCKED."""
+
+    def __init__(self, settings: Settings, app: Any) -> None:
+        self.settings, self.app = settings, app
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="reconciler", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def _loop(self) -> None:
+        while not self.stopped.wait(self.settings.reconcile_every_seconds):
+            try:
+                reconcile(get_services(self.settings, self.app).jobs)
+            except Exception:  # the database may be down; the next tick tries again
+                log.warning("reconciler pass failed", exc_info=True)

@@ -9,8 +9,9 @@ from celery import Celery, Task
 from sqlalchemy.exc import OperationalError
 
 from unmask.core.exceptions import StorageUnavailable
+from unmask.core.reconcile import reconcile
 from unmask.core.settings import Settings
-from unmask.core.tasks import DETECT_TASK
+from unmask.core.tasks import DETECT_TASK, RECONCILE_TASK
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,14 @@ def retry_delay(retries: int) -> int:
 
 
 def register_tasks(app: Celery, settings: Settings) -> None:
-    @app.task(name=DETECT_TASK, bind=True, acks_late=True, max_retries=settings.task_max_retries)
+    @app.task(
+        name=DETECT_TASK,
+        bind=True,
+        acks_late=True,
+        max_retries=settings.task_max_retries,
+        soft_time_limit=settings.task_soft_time_limit,
+        time_limit=settings.task_time_limit,
+    )
     def detect(self: Task, job_id: str) -> str:
         """Detect, score and explain every face of one job's image."""
         from unmask.worker.runtime import get_runtime
@@ -39,4 +47,12 @@ def register_tasks(app: Celery, settings: Settings) -> None:
                 runtime.jobs.fail(job_id=job, code="transient_error_exhausted", message=message)
                 return "failed"
             log.warning("job %s: transient error, retrying: %s", job_id, exc)
+            runtime.jobs.release(job_id=job)  # queued again, so the retry may start it
             raise self.retry(exc=exc, countdown=retry_delay(self.request.retries)) from exc
+
+    @app.task(name=RECONCILE_TASK)
+    def reconcile_jobs() -> dict[str, int]:
+        """Re-send lost jobs, give up on jobs whose worker keeps dying (also run on a timer)."""
+        from unmask.worker.runtime import get_services
+
+        return reconcile(get_services(settings, app).jobs)

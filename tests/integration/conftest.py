@@ -22,16 +22,17 @@ class Stack:
     s3: object  # boto3 client with the test credentials
     worker: object  # subprocess.Popen
     worker_log: Path
+    http: requests.Session  # sends the test tenant's API key
 
     def submit(self, data: bytes, name: str = "image.jpg", **form) -> dict:
-        response = requests.post(f"{self.url}/v1/jobs", files={"image": (name, data)}, data=form, timeout=30)
+        response = self.http.post(f"{self.url}/v1/jobs", files={"image": (name, data)}, data=form, timeout=30)
         assert response.status_code == 202, response.text
         return response.json()
 
     def wait(self, job_id: str, timeout: float = 120.0) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            job = requests.get(f"{self.url}/v1/jobs/{job_id}", timeout=10).json()
+            job = self.http.get(f"{self.url}/v1/jobs/{job_id}", timeout=10).json()
             if job["status"] in ("succeeded", "failed"):
                 return job
             time.sleep(0.25)
@@ -82,9 +83,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory, test_weights: Path, s3_url: 
         s3.create_bucket(Bucket="unmask-test")
         s3.create_bucket(Bucket="customer-uploads")
         app = create_app(settings)
+        _, secret = app.extensions["unmask"].keys.create(tenant="e2e")
+        app.extensions["unmask"].jobs.tenants.allow_s3(
+            tenant="e2e", location="s3://customer-uploads/incoming/"
+        )
+        http = requests.Session()
+        http.headers["Authorization"] = f"Bearer {secret}"
         log = work / "worker.log"
         with services.worker_process(env, log) as worker, services.api_server(app) as url:
-            yield Stack(url, settings, s3, worker, log)
+            yield Stack(url, settings, s3, worker, log, http)
 
 
 @pytest.fixture(scope="session")

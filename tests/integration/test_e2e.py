@@ -74,7 +74,7 @@ def test_image_without_a_face_succeeds_with_no_face(stack, no_face_bytes):
 
 def test_s3_referenced_image(stack, face_bytes):
     stack.s3.put_object(Bucket="customer-uploads", Key="incoming/a b/face.jpg", Body=face_bytes)
-    response = requests.post(
+    response = stack.http.post(
         f"{stack.url}/v1/jobs",
         json={
             "source": {"s3": {"bucket": "customer-uploads", "key": "incoming/a b/face.jpg"}},
@@ -91,9 +91,9 @@ def test_s3_referenced_image(stack, face_bytes):
 
 
 def test_missing_s3_object_fails_with_a_code(stack):
-    response = requests.post(
+    response = stack.http.post(
         f"{stack.url}/v1/jobs",
-        json={"source": {"s3": {"bucket": "customer-uploads", "key": "nope.jpg"}}},
+        json={"source": {"s3": {"bucket": "customer-uploads", "key": "incoming/nope.jpg"}}},
         timeout=10,
     )
     job = stack.wait(response.json()["id"])
@@ -128,7 +128,7 @@ def test_redelivered_job_does_not_duplicate_faces(stack, group_bytes):
     assert stack.wait(stack.submit(group_bytes)["id"])["status"] == "succeeded"
     with make_engine(stack.settings.resolved_database_url).connect() as conn:
         count = conn.scalar(select(func.count()).select_from(Face).where(Face.job_id == uuid.UUID(job["id"])))
-    again = requests.get(f"{stack.url}/v1/jobs/{job['id']}", timeout=10).json()
+    again = stack.http.get(f"{stack.url}/v1/jobs/{job['id']}", timeout=10).json()
     assert count == len(job["result"]["faces"]) == 3
     assert again["attempts"] == 1
     assert without_urls(again["result"]["faces"]) == without_urls(job["result"]["faces"])
@@ -136,15 +136,15 @@ def test_redelivered_job_does_not_duplicate_faces(stack, group_bytes):
 
 def test_list_jobs_newest_first_with_cursor(stack, face_bytes):
     ids = [stack.submit(face_bytes)["id"] for _ in range(3)]
-    page = requests.get(f"{stack.url}/v1/jobs", params={"limit": 2}, timeout=10).json()
+    page = stack.http.get(f"{stack.url}/v1/jobs", params={"limit": 2}, timeout=10).json()
     assert [j["id"] for j in page["jobs"]] == ids[::-1][:2]
-    rest = requests.get(
+    rest = stack.http.get(
         f"{stack.url}/v1/jobs", params={"limit": 2, "cursor": page["next_cursor"]}, timeout=10
     ).json()
     assert rest["jobs"][0]["id"] == ids[0]
     for job_id in ids:
         stack.wait(job_id)
-    done = requests.get(
+    done = stack.http.get(
         f"{stack.url}/v1/jobs", params={"status": "succeeded", "limit": 200}, timeout=10
     ).json()
     assert all(j["status"] == "succeeded" for j in done["jobs"])
@@ -152,6 +152,22 @@ def test_list_jobs_newest_first_with_cursor(stack, face_bytes):
 
 
 def test_ready_when_database_broker_and_store_answer(stack):
-    response = requests.get(f"{stack.url}/readyz", timeout=10)
+    response = stack.http.get(f"{stack.url}/readyz", timeout=10)
     assert response.status_code == 200, response.text
     assert response.json()["checks"] == {"database": "ok", "broker": "ok", "store": "ok"}
+
+
+def test_s3_locations_outside_the_tenants_allowance_are_refused_alike(stack, face_bytes):
+    """Refused at submit, before any request to S3, with one answer whether or not the object exists."""
+    stack.s3.put_object(Bucket="customer-uploads", Key="private/face.jpg", Body=face_bytes)
+    answers = []
+    for bucket, key in (
+        ("customer-uploads", "private/face.jpg"),  # exists, outside incoming/
+        ("customer-uploads", "private/missing.jpg"),
+        ("unmask-test", "uploads/someone-else/x/y/original.jpg"),  # another tenant's upload
+    ):
+        response = stack.http.post(
+            f"{stack.url}/v1/jobs", json={"source": {"s3": {"bucket": bucket, "key": key}}}, timeout=10
+        )
+        answers.append((response.status_code, response.json()["error"]["code"]))
+    assert answers == [(403, "source_not_allowed")] * 3

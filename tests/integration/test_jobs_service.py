@@ -195,3 +195,77 @@ def test_listing_is_scoped_newest_first_and_paged(sessions, store):
     rest = jobs.list(owner="pager", limit=3, cursor=first.next_cursor)
     assert rest.next_cursor is None
     assert {j.id for j in first.jobs + rest.jobs} == set(ids)
+
+
+def test_reconciler_resends_lost_jobs_and_gives_up_on_dying_workers(sessions, store):
+    from datetime import timedelta
+
+    from unmask.core.reconcile import reconcile
+    from unmask.storage.models import utcnow
+
+    queue = Queue()
+    jobs = service(sessions, store, queue)
+    long_ago = utcnow() - timedelta(hours=1)
+    with sessions.begin() as session:
+        lost_in_broker = factories.make_job(session, enqueued_at=long_ago).id
+        fresh = factories.make_job(session, enqueued_at=utcnow()).id
+        died_once = factories.make_job(session, status="running", attempts=1, started_at=long_ago).id
+        died_often = factories.make_job(
+            session, status="running", attempts=3, started_at=long_ago, heartbeat_at=long_ago
+        ).id
+        alive = factories.make_job(
+            session, status="running", attempts=1, started_at=long_ago, heartbeat_at=utcnow()
+        ).id
+    counts = reconcile(jobs)
+    assert counts["resent"] == 2 and counts["worker_lost"] == 1
+    assert set(queue.ids) == {lost_in_broker, died_once}
+    with sessions() as session:
+        status = {
+            i: session.get(Job, i).status for i in (lost_in_broker, fresh, died_once, died_often, alive)
+        }  # type: ignore[union-attr]
+        assert status == {
+            lost_in_broker: "queued",
+            fresh: "queued",
+            died_once: "queued",
+            died_often: "failed",
+            alive: "running",
+        }
+        assert session.get(Job, died_often).error_code == "worker_lost"  # type: ignore[union-attr]
+    # A second pass right away sends nothing twice.
+    queue.ids.clear()
+    assert reconcile(jobs)["resent"] == 0
+
+
+def test_a_job_is_never_started_twice_at_once(sessions, store):
+    jobs = service(sessions, store)
+    with sessions.begin() as session:
+        job_id = factories.make_job(session).id
+    assert jobs.start(job_id=job_id) is not None
+    assert jobs.start(job_id=job_id) is None  # a second delivery while it runs
+    jobs.release(job_id=job_id)
+    assert jobs.start(job_id=job_id) is not None  # handed back, it may start again
+    with sessions() as session:
+        assert session.get(Job, job_id).attempts == 2  # type: ignore[union-attr]
+
+
+def test_the_worker_beats_while_the_model_runs(sessions, store):
+    import time
+
+    class Slow(Detector):
+        def analyse(self, data: bytes) -> Analysis:
+            time.sleep(0.35)
+            return super().analyse(data)
+
+    jobs = service(sessions, store)
+    jobs.settings = Settings(store="s3", s3_bucket=store.bucket, heartbeat_seconds=0.1)
+    created = jobs.submit_upload(owner="acme", data=jpeg(), filename=None)
+    beats = []
+    original = jobs.heartbeat
+
+    def counting(*, job_id):  # noqa: ANN001, ANN202
+        beats.append(job_id)
+        original(job_id=job_id)
+
+    jobs.heartbeat = counting  # type: ignore[method-assign]
+    assert jobs.detect(job_id=created.id, detector=Slow()) == "succeeded"
+    assert len(beats) >= 2 and set(beats) == {created.id}
