@@ -40,6 +40,8 @@ def install(app: Flask, keys: KeyService, *, rate_limit: str, storage_uri: str) 
         storage_uri=storage_uri,
         default_limits=[rate_limit],
         headers_enabled=True,
+        # If Redis is unreachable, count in this process (and log it) rather than refuse service.
+        in_memory_fallback_enabled=True,
         default_limits_exempt_when=lambda: request.endpoint in PUBLIC,
     )
     return limiter

@@ -9,9 +9,12 @@ from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from unmask.api.schemas import invalid_input
-from unmask.core.exceptions import UnmaskError
+from unmask.core.exceptions import DatabaseUnavailable, UnmaskError, is_database_outage
 
 log = logging.getLogger(__name__)
+
+# How long a client should wait after a 503 (an outage of the database, broker or store).
+RETRY_AFTER_SECONDS = 5
 
 
 def error_response(status: int, code: str, message: str) -> Response:
@@ -34,6 +37,8 @@ def register(app: Flask, max_upload_bytes: int) -> None:
         response = error_response(exc.status, exc.code, exc.message)
         if exc.status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="unmask"'
+        if exc.status == 503:
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
 
     @app.errorhandler(RequestEntityTooLarge)
@@ -55,5 +60,9 @@ def register(app: Flask, max_upload_bytes: int) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
+        if is_database_outage(exc):
+            log.error("database unavailable: %s", exc)
+            outage = DatabaseUnavailable("the database is unavailable; try again shortly")
+            return _domain(outage)
         log.exception("unhandled error")
         return error_response(500, "internal_error", "an unexpected error occurred")

@@ -104,3 +104,13 @@ def list_jobs(query: JobListQuery) -> Response:
         owner=owner(), status=query.status, limit=query.limit, cursor=query.cursor, base_url=base_url()
     )
     return as_json(page)
+
+
+@bp.delete(
+    "/<job_id>",
+    summary="Delete a job with its result, upload and overlays",
+    responses={204: None, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody, **GUARDED},
+)
+def delete_job(path: JobPath) -> Response:
+    services().jobs.delete(owner=owner(), job_id=path.job_id)
+    return Response(status=204)

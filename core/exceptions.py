@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from sqlalchemy.exc import DBAPIError, OperationalError
+
 from unmask.storage import errors as storage_errors
 
 
@@ -69,6 +71,13 @@ class ConfigurationError(UnmaskError):
     code = "configuration_error"
 
 
+class DatabaseUnavailable(UnmaskError):
+    """The database did not answer; nothing was changed."""
+
+    code = "database_unavailable"
+    status = 503
+
+
 class QueueUnavailable(UnmaskError):
     """The broker refused the job id; the job is marked failed, nothing is lost silently."""
 
@@ -126,3 +135,8 @@ class SourceNotAllowed(UnmaskError):
 class Conflict(UnmaskError):
     code = "conflict"
     status = 409
+
+
+def is_database_outage(exc: BaseException) -> bool:
+    """A lost or refused database connection, as opposed to a bad statement."""
+    return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)

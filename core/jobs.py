@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, delete, or_, select, update
@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from unmask.core import rows
 from unmask.core.exceptions import (
+    Conflict,
     InvalidInput,
     NotFound,
     QueueUnavailable,
@@ -241,6 +242,45 @@ class JobService:
             next_cursor = encode_cursor(page[-1]) if len(found) > limit else None
             return JobPage(jobs=[self._read(job, base_url) for job in page], next_cursor=next_cursor)
 
+    def delete(self, *, owner: str, job_id: str) -> None:
+        """Remove a finished or queued job: its row, its faces, its upload and its overlays."""
+        with session_scope(self.sessions) as session:
+            job = session.scalar(
+                select(Job)
+                .options(selectinload(Job.faces))
+                .where(Job.id == parse_job_id(job_id), Job.owner == owner)
+            )
+            if job is None:
+                raise NotFound("job not found")
+            if job.status == "running":
+                raise Conflict("the job is running; delete it once it has finished", code="job_running")
+            self._delete_objects(job)
+            session.delete(job)
+
+    def purge_older_than(self, *, days: float, limit: int = 500) -> int:
+        """Delete finished jobs that finished more than `days` ago (retention); returns how many."""
+        cutoff = utcnow() - timedelta(days=days)
+        with session_scope(self.sessions) as session:
+            old = session.scalars(
+                select(Job)
+                .options(selectinload(Job.faces))
+                .where(Job.status.in_(FINISHED), Job.finished_at < cutoff)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            ).all()
+            for job in old:
+                self._delete_objects(job)
+                session.delete(job)
+            return len(old)
+
+    def _delete_objects(self, job: Job) -> None:
+        keys = [job.overlay_key, *(face.overlay_key for face in job.faces)]
+        if job.source == "upload":
+            keys.append(job.input_key)
+        with storage_errors_mapped():
+            for key in filter(None, keys):
+                self.store.delete(key)
+
     # -- the lifecycle (worker) -----------------------------------------------------------------
 
     def start(self, *, job_id: uuid.UUID) -> JobInput | None:
@@ -350,6 +390,8 @@ class JobService:
         return "succeeded"
 
     def _put_overlay(self, owner: str, job_id: uuid.UUID, name: str, jpeg: bytes) -> str:
-        key = new_key(f"overlays/{owner}", job_id, name)
+        # One key per job and overlay: a re-run after a crash overwrites what the dead attempt
+        # wrote, so nothing is orphaned. The job id is random; URLs are signed.
+        key = f"overlays/{owner}/{job_id}/{name}"
         self.store.put(key, jpeg, "image/jpeg")
         return key

@@ -62,7 +62,8 @@ def reconcile(jobs: JobService) -> dict[str, int]:
             log.warning("reconciler could not enqueue job %s; will retry", job_id, exc_info=True)
             break
     purged = jobs.idempotency.purge()
-    counts = {"resent": sent, "worker_lost": lost, "idempotency_purged": purged}
+    expired = jobs.purge_older_than(days=settings.retention_days) if settings.retention_days else 0
+    counts = {"resent": sent, "worker_lost": lost, "idempotency_purged": purged, "expired": expired}
     if sent or lost:
         log.info("reconciler: %s", counts)
     return counts

@@ -31,6 +31,7 @@ class ObjectStore(Protocol):
     def put(self, key: str, data: bytes, content_type: str) -> None: ...
     def get(self, key: str, *, bucket: str | None = None, max_bytes: int | None = None) -> bytes: ...
     def url(self, key: str, expires: int, base_url: str = "") -> str: ...
+    def delete(self, key: str) -> None: ...
     def ping(self) -> None: ...
 
 
@@ -66,6 +67,9 @@ class LocalStore:
         if max_bytes is not None and path.stat().st_size > max_bytes:
             raise ObjectTooLarge(f"object is larger than {max_bytes} bytes")
         return path.read_bytes()
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
 
     def signature(self, key: str, expires: int) -> str:
         msg = f"{key}\n{expires}".encode()
@@ -155,6 +159,9 @@ class S3Store:
         return self.signer.generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires
         )
+
+    def delete(self, key: str) -> None:
+        self._call(self.client.delete_object, Bucket=self.bucket, Key=key)
 
     def ping(self) -> None:
         self._call(self.client.head_bucket, Bucket=self.bucket)

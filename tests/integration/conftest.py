@@ -23,6 +23,7 @@ class Stack:
     worker: object  # subprocess.Popen
     worker_log: Path
     http: requests.Session  # sends the test tenant's API key
+    other_key: str  # a key of another tenant
 
     def submit(self, data: bytes, name: str = "image.jpg", **form) -> dict:
         response = self.http.post(f"{self.url}/v1/jobs", files={"image": (name, data)}, data=form, timeout=30)
@@ -84,6 +85,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, test_weights: Path, s3_url: 
         s3.create_bucket(Bucket="customer-uploads")
         app = create_app(settings)
         _, secret = app.extensions["unmask"].keys.create(tenant="e2e")
+        _, other_key = app.extensions["unmask"].keys.create(tenant="e2e-other")
         app.extensions["unmask"].jobs.tenants.allow_s3(
             tenant="e2e", location="s3://customer-uploads/incoming/"
         )
@@ -91,7 +93,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, test_weights: Path, s3_url: 
         http.headers["Authorization"] = f"Bearer {secret}"
         log = work / "worker.log"
         with services.worker_process(env, log) as worker, services.api_server(app) as url:
-            yield Stack(url, settings, s3, worker, log, http)
+            yield Stack(url, settings, s3, worker, log, http, other_key)
 
 
 @pytest.fixture(scope="session")

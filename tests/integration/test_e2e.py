@@ -171,3 +171,23 @@ def test_s3_locations_outside_the_tenants_allowance_are_refused_alike(stack, fac
         )
         answers.append((response.status_code, response.json()["error"]["code"]))
     assert answers == [(403, "source_not_allowed")] * 3
+
+
+def test_delete_removes_the_job_and_every_object(stack, face_bytes):
+    job = stack.wait(stack.submit(face_bytes)["id"])
+    assert job["status"] == "succeeded"
+
+    def objects() -> list[str]:
+        keys = []
+        for prefix in (f"uploads/e2e/{job['id']}/", f"overlays/e2e/{job['id']}/"):
+            listed = stack.s3.list_objects_v2(Bucket="unmask-test", Prefix=prefix)
+            keys += [o["Key"] for o in listed.get("Contents", [])]
+        return keys
+
+    assert len(objects()) == 3  # the upload, the whole-image overlay, the face overlay
+    intruder = requests.Session()
+    intruder.headers["Authorization"] = f"Bearer {stack.other_key}"
+    assert intruder.delete(f"{stack.url}/v1/jobs/{job['id']}", timeout=10).status_code == 404
+    assert stack.http.delete(f"{stack.url}/v1/jobs/{job['id']}", timeout=10).status_code == 204
+    assert stack.http.get(f"{stack.url}/v1/jobs/{job['id']}", timeout=10).status_code == 404
+    assert objects() == []

@@ -269,3 +269,27 @@ def test_the_worker_beats_while_the_model_runs(sessions, store):
     jobs.heartbeat = counting  # type: ignore[method-assign]
     assert jobs.detect(job_id=created.id, detector=Slow()) == "succeeded"
     assert len(beats) >= 2 and set(beats) == {created.id}
+
+
+def test_retention_purges_old_finished_jobs_with_their_objects(sessions, store):
+    from datetime import timedelta
+
+    from unmask.storage.models import utcnow
+
+    jobs = service(sessions, store)
+    created = jobs.submit_upload(owner="acme", data=jpeg(), filename=None)
+    jobs.detect(job_id=created.id, detector=Detector())
+    with sessions.begin() as session:
+        row = session.get(Job, created.id)
+        assert row is not None
+        keys = [row.input_key, row.overlay_key]
+        row.finished_at = utcnow() - timedelta(days=40)
+        recent = factories.make_job(session, status="succeeded", finished_at=utcnow()).id
+    assert jobs.purge_older_than(days=30) == 1
+    with sessions() as session:
+        assert session.get(Job, created.id) is None and session.get(Job, recent) is not None
+    from unmask.storage.errors import ObjectNotFound
+
+    for key in keys:
+        with pytest.raises(ObjectNotFound):
+            store.get(key)
