@@ -9,6 +9,7 @@ from unmask import __version__
 from unmask.api import auth, errors
 from unmask.api.health import bp as health_bp
 from unmask.api.jobs import bp as jobs_bp
+from unmask.api.metrics import install_metrics
 from unmask.api.objects import bp as objects_bp
 from unmask.api.openapi import openapi_document
 from unmask.api.queue import celery_queue
@@ -47,5 +48,7 @@ def create_app(
     @app.get("/openapi.json", summary="This document (OpenAPI 3.1)")
     def openapi() -> Response:
         return jsonify(openapi_document(app))
+
+    install_metrics(app, services)
 
     return app

@@ -7,6 +7,7 @@ from flask import Flask, g, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
+from unmask.core import logs
 from unmask.core.keys import KeyService, Principal
 
 # Endpoints anyone may call: probes, the API description, and signed object links (the
@@ -30,9 +31,11 @@ def rate_limit_key() -> str:
 def install(app: Flask, keys: KeyService, *, rate_limit: str, storage_uri: str) -> Limiter:
     @app.before_request
     def _authenticate() -> None:
+        logs.clear()
         if request.endpoint in PUBLIC or request.endpoint is None:
             return
         g.principal = keys.authenticate(request.headers.get("Authorization"))
+        logs.bind(tenant=g.principal.tenant)
 
     limiter = Limiter(
         key_func=rate_limit_key,

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from unmask.core.exceptions import ConfigurationError, UnmaskError
+from unmask.core.settings import load_settings
 from unmask.detector.errors import DetectorError, WeightsError
 
 log = logging.getLogger("unmask")
@@ -134,8 +135,13 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from unmask import commands
+    from unmask.core.logs import configure_logging
+
+    try:
+        configure_logging(load_settings().log_format)
+    except ConfigurationError:
+        configure_logging()  # the command reports the bad setting itself
 
     try:
         return getattr(commands, f"run_{args.command}")(args) or 0

@@ -103,7 +103,10 @@ def stop(process: subprocess.Popen) -> None:
 
 
 def run_api(args: argparse.Namespace) -> int:
+    from unmask.core.wiring import ensure_bucket, make_store
+
     settings = load_settings()
+    ensure_bucket(make_store(settings))  # whichever of API and worker starts first makes it
     serve(settings, args.host, args.port, args.threads)
     return 0
 
@@ -126,6 +129,10 @@ def run_worker(args: argparse.Namespace) -> int:
         worker_process_init.connect(lambda **_: get_runtime(settings, app), weak=False)
         pool = ["--pool=prefork", f"--concurrency={settings.worker_concurrency}"]
     ensure_bucket(make_store(settings))
+    if settings.worker_metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.worker_metrics_port)
     timer = ReconcileTimer(settings, app)
     worker_ready.connect(lambda **_: timer.start(), weak=False)
     worker_shutdown.connect(lambda **_: timer.stop(), weak=False)

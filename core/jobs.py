@@ -32,6 +32,8 @@ from unmask.core.exceptions import (
 from unmask.core.idempotency import Idempotency
 from unmask.core.intake import check_metadata, check_s3_source, sniff_image
 from unmask.core.keys import TenantService
+from unmask.core.logs import log_context
+from unmask.core.metrics import JOB_OUTCOMES, STAGE_SECONDS
 from unmask.core.ports import Detector, JobQueue
 from unmask.core.results import ImageResult, OverlayLocations, write_overlays
 from unmask.core.schemas import JobPage, JobRead
@@ -338,7 +340,7 @@ class JobService:
             log.info("job %s is unknown or finished; nothing to do", job_id)
             return "skipped"
         # No session is open from here on: no connection is held through the model's work.
-        with self._beating(job_id):
+        with self._beating(job_id), log_context(job_id=str(job_id), tenant=source.owner):
             return self._run(job_id, source, detector)
 
     @contextmanager
@@ -364,30 +366,36 @@ class JobService:
 
     def _run(self, job_id: uuid.UUID, source: JobInput, detector: Detector) -> str:
         try:
-            with storage_errors_mapped():
+            with STAGE_SECONDS.labels("fetch").time(), storage_errors_mapped():
                 data = self.store.get(
                     source.key, bucket=source.bucket, max_bytes=self.settings.max_upload_bytes
                 )
-            analysis = detector.analyse(data)
-            with storage_errors_mapped():
+            with STAGE_SECONDS.labels("analyse").time():
+                analysis = detector.analyse(data)
+            with STAGE_SECONDS.labels("store").time(), storage_errors_mapped():
                 placed = write_overlays(
                     analysis.overlays, lambda name, jpeg: self._put_overlay(source.owner, job_id, name, jpeg)
                 )
         except StorageUnavailable:
             raise
         except UnmaskError as exc:
-            log.info("job %s failed: %s", job_id, exc.code)
-            self.fail(job_id=job_id, code=exc.code, message=exc.message)
-            return "failed"
+            return self._failed(job_id, exc.code, exc.message)
         except Exception as exc:
             log.exception("job %s: unexpected error", job_id)
-            self.fail(job_id=job_id, code="internal_error", message=f"unexpected error: {type(exc).__name__}")
-            return "failed"
-        self.record_result(job_id=job_id, result=analysis.result, overlays=placed)
+            return self._failed(job_id, "internal_error", f"unexpected error: {type(exc).__name__}")
+        with STAGE_SECONDS.labels("record").time():
+            self.record_result(job_id=job_id, result=analysis.result, overlays=placed)
+        JOB_OUTCOMES.labels("succeeded", "").inc()
         log.info(
             "job %s succeeded: %s, %d faces", job_id, analysis.result.verdict, len(analysis.result.faces)
         )
         return "succeeded"
+
+    def _failed(self, job_id: uuid.UUID, code: str, message: str) -> str:
+        log.info("job %s failed: %s", job_id, code)
+        self.fail(job_id=job_id, code=code, message=message)
+        JOB_OUTCOMES.labels("failed", code).inc()
+        return "failed"
 
     def _put_overlay(self, owner: str, job_id: uuid.UUID, name: str, jpeg: bytes) -> str:
         # One key per job and overlay: a re-run after a crash overwrites what the dead attempt

@@ -16,6 +16,9 @@ class JobQueue(Protocol):
     def ping(self) -> None:
         """Raise if the broker cannot be reached."""
 
+    def depth(self) -> int:
+        """How many job ids wait in the broker."""
+
 
 class Detector(Protocol):
     def analyse(self, data: bytes) -> Analysis:

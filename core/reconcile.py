@@ -11,6 +11,7 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from unmask.core.jobs import JobService
+from unmask.core.metrics import RECONCILER_ACTIONS
 from unmask.storage.db import session_scope
 from unmask.storage.models import Job, utcnow
 
@@ -64,6 +65,8 @@ def reconcile(jobs: JobService) -> dict[str, int]:
     purged = jobs.idempotency.purge()
     expired = jobs.purge_older_than(days=settings.retention_days) if settings.retention_days else 0
     counts = {"resent": sent, "worker_lost": lost, "idempotency_purged": purged, "expired": expired}
+    for action, count in counts.items():
+        RECONCILER_ACTIONS.labels(action).inc(count)
     if sent or lost:
         log.info("reconciler: %s", counts)
     return counts

@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     max_attempts: int = Field(3, ge=1)
     task_soft_time_limit: int = Field(300, ge=1)
     task_time_limit: int = Field(360, ge=1)
+    log_format: Literal["text", "json"] = "text"
+    worker_metrics_port: int | None = Field(None, ge=1, le=65535)  # the worker's /metrics
     # Finished jobs (rows and objects) are deleted this many days after they finish; none: kept.
     retention_days: float | None = Field(None, gt=0)
     # Per API key, in the `limits` notation ("20/second;1000/minute"); counted in Redis when the

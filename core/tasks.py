@@ -47,3 +47,8 @@ class TaskQueue:
     def ping(self) -> None:
         with self.app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=3)
+
+    def depth(self) -> int:
+        """Messages waiting in the detect queue."""
+        with self.app.connection_for_write() as conn:
+            return int(conn.default_channel.queue_declare(queue=QUEUE, passive=True).message_count)

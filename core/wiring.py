@@ -3,6 +3,7 @@ Entry points (API, worker, CLI) call these once and pass the results to the serv
 
 from __future__ import annotations
 
+import logging
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,10 @@ from unmask.core.keys import KeyService
 from unmask.core.ports import JobQueue
 from unmask.core.settings import Settings
 from unmask.storage.db import make_engine, make_session_factory
+from unmask.storage.errors import StorageUnavailable
 from unmask.storage.objects import LocalStore, ObjectStore, S3Store
+
+log = logging.getLogger(__name__)
 
 
 def local_secret(settings: Settings) -> bytes:
@@ -43,9 +47,13 @@ def make_store(settings: Settings) -> ObjectStore:
 
 
 def ensure_bucket(store: ObjectStore) -> None:
-    """Create the S3 bucket for uploads and overlays if it does not exist yet."""
+    """Create the S3 bucket for uploads and overlays if it does not exist yet. A store that is
+    down is not fatal at start-up: readiness reports it, and jobs retry until it is back."""
     if isinstance(store, S3Store):
-        store.ensure_bucket()
+        try:
+            store.ensure_bucket()
+        except StorageUnavailable as exc:
+            log.warning("object store unavailable at start-up, bucket not checked: %s", exc)
 
 
 def make_sessions(settings: Settings) -> sessionmaker[Session]:

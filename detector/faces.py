@@ -11,9 +11,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from unmask.detector.errors import InvalidImage
 
-# Decompression-bomb guard: refuse to decode absurd pixel counts (about 8k x 8k).
+# Default pixel limit of decode_image (about 8k x 8k); services pass UNMASK_MAX_PIXELS. It is
+# checked from the header before decoding; Pillow's own bomb guard stays as a backstop.
 MAX_PIXELS = 64_000_000
-Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 # MTCNN's first stage scans 12 x 12 windows; a smaller image cannot hold a face it finds.
 MTCNN_MIN_SIDE = 12
 

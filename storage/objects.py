@@ -167,9 +167,8 @@ class S3Store:
         self._call(self.client.head_bucket, Bucket=self.bucket)
 
     def ensure_bucket(self) -> None:
-        from botocore.exceptions import ClientError
-
+        """Create the bucket unless it exists; StorageUnavailable when the store is down."""
         try:
-            self.client.head_bucket(Bucket=self.bucket)
-        except ClientError:
+            self._call(self.client.head_bucket, Bucket=self.bucket)
+        except ObjectNotFound:
             self._call(self.client.create_bucket, Bucket=self.bucket)

@@ -30,6 +30,9 @@ class RecordingQueue:
         if self.down:
             raise ConnectionError("broker down")
 
+    def depth(self) -> int:
+        return len(self.ids)
+
 
 @pytest.fixture
 def queue() -> RecordingQueue:
@@ -240,3 +243,28 @@ def test_the_api_loads_no_torch_and_none_of_the_worker(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_metrics_count_jobs_by_status_and_the_queue(client, app, face_bytes):
+    post_image(client, face_bytes)
+    post_image(client, face_bytes)
+    body = app.test_client().get("/metrics").get_data(as_text=True)  # no key needed to scrape
+    assert 'unmask_jobs{status="queued"} 2.0' in body
+    assert "unmask_queue_depth 2.0" in body
+    assert 'unmask_http_request_seconds_count{endpoint="jobs.create_job",method="POST",status="202"}' in body
+
+
+def test_json_logs_carry_the_job_and_tenant(capsys):
+    import logging
+
+    from unmask.core.logs import configure_logging, log_context
+
+    configure_logging("json")
+    try:
+        with log_context(job_id="j-1", tenant="acme"):
+            logging.getLogger("unmask.test").info("scored")
+        line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    finally:
+        configure_logging("text")
+    assert line["message"] == "scored" and line["job_id"] == "j-1" and line["tenant"] == "acme"
+    assert line["level"] == "INFO" and "time" in line

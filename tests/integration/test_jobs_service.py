@@ -72,6 +72,9 @@ class Queue:
     def ping(self) -> None:
         pass
 
+    def depth(self) -> int:
+        return len(self.ids)
+
 
 class Detector:
     """Answers with a fixed two-face analysis, or raises what it is told to."""
