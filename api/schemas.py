@@ -136,5 +136,99 @@ def invalid_input(exc: ValidationError) -> InvalidInput:
     if first["type"] == "extra_forbidden":
         return InvalidInput(f"unknown field: {where}", code="unknown_field")
     top = str(first["loc"][0]) if first["loc"] else "body"
-    code = "invalid_source" if top == "source" else f"invalid_{top}"
+    code = "invalid_source" if top in ("source", "items", "output") else f"invalid_{top}"
     return InvalidInput(f"{where}: {first['msg']}", code=code)
+
+
+class BatchPath(BaseModel):
+    batch_id: str = Field(description="the batch's id (a UUID)")
+
+
+class BatchListQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(50, ge=1, le=MAX_PAGE)
+    cursor: str | None = None
+
+
+class BatchJobsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(50, ge=1, le=MAX_PAGE)
+    cursor: str | None = None
+    verdict: Literal["fake", "real", "uncertain", "no_face"] | None = None
+
+
+class BatchItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    bucket: str = Field(min_length=1, max_length=255)
+    key: str = Field(min_length=1, max_length=1024)
+    metadata: dict[str, Any] | None = None
+
+
+class S3Prefix(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    bucket: str = Field(min_length=1, max_length=255)
+    prefix: str = Field("", max_length=1024)
+
+
+class BatchSource(BaseModel):
+    """Exactly one of: every object under an S3 prefix, or a JSONL manifest in S3."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    s3: S3Prefix | None = None
+    manifest: S3Ref | None = Field(None, description='one {"bucket", "key", "metadata"} a line')
+
+
+class BatchCreate(BaseModel):
+    """application/json: `items` (S3 objects), or a `source` (a prefix or a manifest)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[BatchItem] | None = None
+    source: BatchSource | None = None
+    metadata: dict[str, Any] | None = None
+    output: S3Ref | None = Field(None, description="where to write the results as JSONL when it completes")
+
+    def source_spec(self) -> dict[str, Any]:
+        chosen = [
+            x for x in (self.items, self.source and self.source.s3, self.source and self.source.manifest) if x
+        ]
+        if len(chosen) != 1:
+            raise InvalidInput(
+                "give exactly one of items, source.s3 {bucket, prefix} or source.manifest {bucket, key}",
+                code="invalid_source",
+            )
+        if self.items is not None:
+            return {"kind": "items", "items": [i.model_dump(exclude_none=True) for i in self.items]}
+        if self.source and self.source.s3:
+            return {"kind": "prefix", **self.source.s3.model_dump()}
+        assert self.source and self.source.manifest
+        return {"kind": "manifest", **self.source.manifest.model_dump()}
+
+    def output_spec(self) -> dict[str, str] | None:
+        return self.output.model_dump() if self.output else None
+
+
+def parse_batch_uploads(request: Request) -> tuple[list[tuple[bytes, str | None]], Any]:
+    unknown_fields(set(request.form) | set(request.files), {"image", "metadata"})
+    files = [(f.read(), f.filename) for f in request.files.getlist("image")]
+    metadata = None
+    if "metadata" in request.form:
+        check_json_depth(request.form["metadata"], code="invalid_metadata")
+        try:
+            metadata = json.loads(request.form["metadata"])
+        except json.JSONDecodeError as exc:
+            raise InvalidInput("metadata must be a JSON object", code="invalid_metadata") from exc
+    return files, metadata
+
+
+def parse_batch_json(request: Request) -> BatchCreate:
+    check_json_depth(request.get_data(cache=True))
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise InvalidInput("the body must be a JSON object", code="invalid_json")
+    return validated(BatchCreate, body)

@@ -9,6 +9,7 @@ import hashlib
 import json
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -348,9 +349,12 @@ class JobService:
         """Heartbeats for the job while the block runs, so the reconciler can tell a slow job
         from a worker that died."""
         stop = threading.Event()
+        # A job still running past the hard time limit is hung: stop vouching for it, so the
+        # reconciler takes it back (under the solo pool Celery cannot enforce time limits).
+        give_up = time.monotonic() + self.settings.task_time_limit
 
         def beat() -> None:
-            while not stop.wait(self.settings.heartbeat_seconds):
+            while not stop.wait(self.settings.heartbeat_seconds) and time.monotonic() < give_up:
                 try:
                     self.heartbeat(job_id=job_id)
                 except Exception:  # a missed beat is retried on the next tick

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlencode
@@ -32,6 +33,8 @@ class ObjectStore(Protocol):
     def get(self, key: str, *, bucket: str | None = None, max_bytes: int | None = None) -> bytes: ...
     def url(self, key: str, expires: int, base_url: str = "") -> str: ...
     def delete(self, key: str) -> None: ...
+    def list_keys(self, *, bucket: str, prefix: str) -> Iterator[str]: ...
+    def read_lines(self, *, bucket: str, key: str, max_bytes: int) -> Iterator[str]: ...
     def ping(self) -> None: ...
 
 
@@ -70,6 +73,22 @@ class LocalStore:
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def _own(self, bucket: str) -> None:
+        if bucket != self.bucket:
+            raise InvalidKey("the local object store has no other buckets; S3 sources need UNMASK_STORE=s3")
+
+    def list_keys(self, *, bucket: str, prefix: str) -> Iterator[str]:
+        self._own(bucket)
+        for path in sorted(self.root.rglob("*")):
+            key = path.relative_to(self.root).as_posix()
+            if path.is_file() and key.startswith(prefix):
+                yield key
+
+    def read_lines(self, *, bucket: str, key: str, max_bytes: int) -> Iterator[str]:
+        self._own(bucket)
+        data = self.get(key, max_bytes=max_bytes)
+        yield from data.decode("utf-8", "replace").splitlines()
 
     def signature(self, key: str, expires: int) -> str:
         msg = f"{key}\n{expires}".encode()
@@ -126,11 +145,11 @@ class S3Store:
         )
         self.bucket = bucket
 
-    def _call(self, fn, **kwargs):  # noqa: ANN001, ANN202
+    def _call(self, fn, *args, **kwargs):  # noqa: ANN001, ANN002, ANN202
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            return fn(**kwargs)
+            return fn(*args, **kwargs)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in ("NoSuchKey", "404", "NotFound", "NoSuchBucket"):
@@ -165,6 +184,27 @@ class S3Store:
 
     def ping(self) -> None:
         self._call(self.client.head_bucket, Bucket=self.bucket)
+
+    def list_keys(self, *, bucket: str, prefix: str) -> Iterator[str]:
+        """Every key under the prefix, a page of up to 1,000 at a time (never all in memory)."""
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        iterator = iter(pages)
+        while True:
+            page = self._call(next, iterator, None)
+            if page is None:
+                return
+            for obj in page.get("Contents", []):
+                if not obj["Key"].endswith("/"):
+                    yield obj["Key"]
+
+    def read_lines(self, *, bucket: str, key: str, max_bytes: int) -> Iterator[str]:
+        """The object's lines, streamed."""
+        head = self._call(self.client.head_object, Bucket=bucket, Key=key)
+        if head["ContentLength"] > max_bytes:
+            raise ObjectTooLarge(f"object is larger than {max_bytes} bytes")
+        body = self._call(self.client.get_object, Bucket=bucket, Key=key)["Body"]
+        for line in body.iter_lines():
+            yield line.decode("utf-8", "replace")
 
     def ensure_bucket(self) -> None:
         """Create the bucket unless it exists; StorageUnavailable when the store is down."""

@@ -29,6 +29,19 @@ def jpeg_bytes(image: Image.Image, quality: int = 90) -> bytes:
     return buf.getvalue()
 
 
+# The whole-image overlay is evidence to look at, not a copy of the input: its longer side is
+# capped, so a job never hands back a full-resolution copy of an object it was allowed to read.
+OVERLAY_MAX_SIDE = 1280
+
+
+def shrunk(image: Image.Image) -> Image.Image:
+    if max(image.size) <= OVERLAY_MAX_SIDE:
+        return image
+    copy = image.copy()
+    copy.thumbnail((OVERLAY_MAX_SIDE, OVERLAY_MAX_SIDE), Image.Resampling.LANCZOS)
+    return copy
+
+
 def to_analysis(prediction: Prediction, model: Provenance) -> Analysis:
     """The Predictor's output as the one result shape, overlays encoded as JPEG."""
     faces = [
@@ -50,7 +63,7 @@ def to_analysis(prediction: Prediction, model: Provenance) -> Analysis:
         model=model,
     )
     overlays = Overlays(
-        image=jpeg_bytes(prediction.overlay) if prediction.overlay is not None else None,
+        image=jpeg_bytes(shrunk(prediction.overlay)) if prediction.overlay is not None else None,
         faces=[jpeg_bytes(fp.overlay) if fp.overlay is not None else None for fp in prediction.faces],
     )
     return Analysis(result, overlays)

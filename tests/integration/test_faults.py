@@ -28,6 +28,7 @@ FAST = {  # the reconciler's clock, shortened so the drills fit in a test
     "UNMASK_HEARTBEAT_SECONDS": "0.5",
     "UNMASK_HEARTBEAT_DEADLINE_SECONDS": "4",
     "UNMASK_QUEUED_DEADLINE_SECONDS": "4",
+    "UNMASK_RATE_LIMIT": "1000/second",  # the drills submit as fast as they can
 }
 
 
@@ -72,7 +73,7 @@ def fault_stack(tmp_path: Path, weights: Path, s3_url: str, broker_url: str):
         _, secret = app.extensions["unmask"].keys.create(tenant="drill")
         http = requests.Session()
         http.headers["Authorization"] = f"Bearer {secret}"
-        engine = create_engine(db_url)
+        engine = create_engine(db_url, pool_pre_ping=True)  # survives a database restart
         try:
             with services.api_server(app) as url:
                 yield env, http, url, sessionmaker(engine), app.extensions["unmask"].store
@@ -170,3 +171,19 @@ def test_database_down_is_a_503_with_retry_after(tmp_path):
     assert response.get_json()["error"]["code"] == "database_unavailable"
     assert int(response.headers["Retry-After"]) > 0
     assert client.get("/readyz").status_code == 503
+
+
+def test_sigterm_lets_the_worker_finish_the_job_in_hand(tmp_path, test_weights, s3_url, face_bytes):
+    with fault_stack(tmp_path, test_weights, s3_url, services.REDIS_URL.replace("/11", "/12")) as stack:
+        env, http, url, sessions, store = stack
+        services.flush_redis(env["UNMASK_BROKER_URL"])
+        with services.worker_process(env, tmp_path / "worker.log") as worker:
+            ids = submit(http, url, face_bytes, 3)
+            wait_until(lambda: statuses(sessions, ids).get("running", 0) == 1, 60, "no job in hand")
+            with sessions() as session:
+                in_hand = session.scalar(select(Job.id).where(Job.id.in_(ids), Job.status == "running"))
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(60) == 0  # a warm shutdown, not a kill
+        with sessions() as session:
+            job = session.get(Job, in_hand)
+            assert job is not None and job.status == "succeeded" and job.attempts == 1
