@@ -7,6 +7,7 @@ from flask_openapi3 import Info, OpenAPI
 
 from unmask import __version__
 from unmask.api import auth, errors
+from unmask.api.batches import bp as batches_bp
 from unmask.api.health import bp as health_bp
 from unmask.api.jobs import bp as jobs_bp
 from unmask.api.metrics import install_metrics
@@ -34,15 +35,17 @@ def create_app(
         validation_error_callback=errors.validation_error,
         security_schemes={"bearer": {"type": "http", "scheme": "bearer", "description": "an Unmask API key"}},
     )
-    # Room for the multipart envelope around the largest accepted file.
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + 64 * 1024
+    # A batch upload may carry many files; each file is held to max_upload_bytes on its own.
+    app.config["MAX_CONTENT_LENGTH"] = max(
+        settings.max_batch_upload_bytes, settings.max_upload_bytes + 64 * 1024
+    )
     services = build_services(settings, queue=queue or celery_queue(settings), store=store)
     app.extensions["unmask"] = services
-    errors.register(app, settings.max_upload_bytes)
+    errors.register(app, app.config["MAX_CONTENT_LENGTH"])
     auth.install(
         app, services.keys, rate_limit=settings.rate_limit, storage_uri=settings.rate_limit_storage_url
     )
-    for bp in (jobs_bp, objects_bp, health_bp):
+    for bp in (jobs_bp, batches_bp, objects_bp, health_bp):
         app.register_api(bp)
 
     @app.get("/openapi.json", summary="This document (OpenAPI 3.1)")

@@ -7,7 +7,7 @@ from flask_openapi3 import APIBlueprint, Tag
 
 from unmask.api import auth
 from unmask.api.schemas import JobListQuery, JobPath, SubmitHeaders, parse_s3, parse_upload
-from unmask.core.exceptions import InvalidInput
+from unmask.core.exceptions import InvalidInput, PayloadTooLarge
 from unmask.core.schemas import ErrorBody, JobPage, JobRead
 from unmask.core.wiring import Services
 
@@ -55,6 +55,9 @@ def as_json(model: JobRead | JobPage, status: int = 200) -> Response:
 )
 def create_job(header: SubmitHeaders) -> Response:
     jobs = services().jobs
+    limit = services().settings.max_upload_bytes
+    if (request.content_length or 0) > limit + 64 * 1024:  # room for the multipart envelope
+        raise PayloadTooLarge(f"the request is larger than {limit} bytes")
     once = header.idempotency_key
     if request.mimetype == "multipart/form-data":
         upload, metadata = parse_upload(request)
@@ -114,3 +117,12 @@ def list_jobs(query: JobListQuery) -> Response:
 def delete_job(path: JobPath) -> Response:
     services().jobs.delete(owner=owner(), job_id=path.job_id)
     return Response(status=204)
+
+
+@bp.post(
+    "/<job_id>/cancel",
+    summary="Cancel a queued job: it will not be processed",
+    responses={200: JobRead, 404: ErrorBody, 409: ErrorBody, **GUARDED},
+)
+def cancel_job(path: JobPath) -> Response:
+    return as_json(services().jobs.cancel(owner=owner(), job_id=path.job_id, base_url=base_url()))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from unmask.core import rows
@@ -40,13 +40,15 @@ from unmask.core.results import ImageResult, OverlayLocations, write_overlays
 from unmask.core.schemas import JobPage, JobRead
 from unmask.core.settings import Settings
 from unmask.storage.db import session_scope
-from unmask.storage.models import Face, Job, utcnow
+from unmask.storage.models import Batch, Face, Job, utcnow
 from unmask.storage.objects import ObjectStore, new_key
 
 log = logging.getLogger(__name__)
 
-STATUSES = ("queued", "running", "succeeded", "failed")
-FINISHED = ("succeeded", "failed")
+STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+FINISHED = ("succeeded", "failed", "cancelled")
+
+BatchItem = tuple[uuid.UUID, int]  # a batch id and the position in it
 MAX_PAGE = 200
 
 
@@ -66,8 +68,9 @@ def parse_job_id(value: str) -> uuid.UUID:
         raise NotFound("job not found") from exc
 
 
-def encode_cursor(job: Job) -> str:
-    raw = f"{rows.utc(job.created_at).isoformat()}|{job.id}"  # type: ignore[union-attr]
+def encode_cursor(stamp: datetime, key: uuid.UUID) -> str:
+    """An opaque page cursor: the (created_at, id) of the last row shown."""
+    raw = f"{rows.utc(stamp).isoformat()}|{key}"  # type: ignore[union-attr]
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
@@ -104,6 +107,7 @@ class JobService:
         metadata: Any = None,
         base_url: str = "",
         idempotency_key: str | None = None,
+        batch: BatchItem | None = None,
     ) -> JobRead:
         """Store the uploaded bytes, record a queued job, enqueue its id."""
         ext = sniff_image(data, self.settings.max_upload_bytes, self.settings.max_pixels)
@@ -126,7 +130,7 @@ class JobService:
                 input_sha256=sha256,
                 metadata_=meta,
             )
-            return self._create_and_enqueue(job, base_url)
+            return self._create_and_enqueue(job, base_url, batch)
 
         request = {"upload": sha256, "filename": name, "metadata": meta}
         return self._once(owner, idempotency_key, request, create)
@@ -140,6 +144,7 @@ class JobService:
         metadata: Any = None,
         base_url: str = "",
         idempotency_key: str | None = None,
+        batch: BatchItem | None = None,
     ) -> JobRead:
         """Record a job for an object already in S3; the worker reads it from there. Names are
         checked by S3's rules and against what the tenant may read, before any request to S3."""
@@ -160,7 +165,7 @@ class JobService:
                 input_filename=key.rsplit("/", 1)[-1][:255],
                 metadata_=meta,
             )
-            return self._create_and_enqueue(job, base_url)
+            return self._create_and_enqueue(job, base_url, batch)
 
         request = {"s3": [bucket, key], "metadata": meta}
         return self._once(owner, idempotency_key, request, create)
@@ -180,12 +185,14 @@ class JobService:
         )
         return JobRead.model_validate(answer)
 
-    def _create_and_enqueue(self, job: Job, base_url: str) -> JobRead:
+    def _create_and_enqueue(self, job: Job, base_url: str, batch: BatchItem | None = None) -> JobRead:
         job.status, job.attempts, job.enqueued_at = "queued", 0, utcnow()
+        if batch is not None:
+            job.batch_id, job.batch_index = batch
         with session_scope(self.sessions) as session:
             session.add(job)
             session.flush()
-            body = self._read(job, base_url)
+            body = self.read_row(job, base_url)
         try:
             self.queue.enqueue_detect(job.id)
         except Exception as exc:
@@ -193,12 +200,15 @@ class JobService:
             self.fail(
                 job_id=job.id, code="queue_unavailable", message="the job queue was unreachable; submit again"
             )
+            if batch is not None:  # the reconciler sends it once the broker is back
+                return body
             raise QueueUnavailable("the job queue is unreachable; try again shortly") from exc
         return body
 
     # -- reading (API) --------------------------------------------------------------------------
 
-    def _read(self, job: Job, base_url: str) -> JobRead:
+    def read_row(self, job: Job, base_url: str) -> JobRead:
+        """The public shape of a job row, with signed overlay URLs."""
         expires = self.settings.url_expiry_seconds
 
         def url_for(key: str | None) -> str | None:
@@ -215,7 +225,7 @@ class JobService:
             )
             if job is None:
                 raise NotFound("job not found")
-            return self._read(job, base_url)
+            return self.read_row(job, base_url)
 
     def list(
         self,
@@ -242,8 +252,8 @@ class JobService:
                 query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
             ).all()
             page = found[:limit]
-            next_cursor = encode_cursor(page[-1]) if len(found) > limit else None
-            return JobPage(jobs=[self._read(job, base_url) for job in page], next_cursor=next_cursor)
+            next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(found) > limit else None
+            return JobPage(jobs=[self.read_row(job, base_url) for job in page], next_cursor=next_cursor)
 
     def delete(self, *, owner: str, job_id: str) -> None:
         """Remove a finished or queued job: its row, its faces, its upload and its overlays."""
@@ -325,13 +335,83 @@ class JobService:
                 session.add(face)
             rows.apply_result(job, result, overlays)
             job.status, job.finished_at = "succeeded", utcnow()
+            batch_id = job.batch_id
+        self._after_finish(batch_id)
 
     def fail(self, *, job_id: uuid.UUID, code: str, message: str) -> None:
         with session_scope(self.sessions) as session:
             job = session.get(Job, job_id, with_for_update=True)
-            if job is not None:
-                job.status, job.finished_at = "failed", utcnow()
-                job.error_code, job.error_message = code, message[:2000]
+            if job is None:
+                return
+            job.status, job.finished_at = "failed", utcnow()
+            job.error_code, job.error_message = code, message[:2000]
+            batch_id = job.batch_id
+        self._after_finish(batch_id)
+
+    def cancel(self, *, owner: str, job_id: str, base_url: str = "") -> JobRead:
+        """A queued job will not be processed; a running or finished one cannot be cancelled."""
+        with session_scope(self.sessions) as session:
+            job = session.scalar(
+                select(Job)
+                .options(selectinload(Job.faces))
+                .where(Job.id == parse_job_id(job_id), Job.owner == owner)
+                .with_for_update()
+            )
+            if job is None:
+                raise NotFound("job not found")
+            if job.status != "queued":
+                raise Conflict(
+                    f"the job is {job.status}; only queued jobs can be cancelled", code="not_cancellable"
+                )
+            job.status, job.finished_at = "cancelled", utcnow()
+            body, batch_id = self.read_row(job, base_url), job.batch_id
+        self._after_finish(batch_id)
+        return body
+
+    def record_refused(
+        self, *, owner: str, batch: BatchItem, bucket: str, key: str, error: UnmaskError
+    ) -> None:
+        """A batch item refused before it was queued (a location the tenant may not read, bad
+        metadata): recorded as a failed job, so the batch accounts for every item."""
+        with session_scope(self.sessions) as session:
+            session.add(
+                Job(
+                    owner=owner,
+                    status="failed",
+                    source="s3",
+                    input_bucket=bucket[:255],
+                    input_key=key[:1024],
+                    attempts=0,
+                    batch_id=batch[0],
+                    batch_index=batch[1],
+                    error_code=error.code,
+                    error_message=error.message[:2000],
+                    finished_at=utcnow(),
+                )
+            )
+
+    def finish_batch_if_done(self, session: Session, batch: Batch) -> bool:
+        """Complete a running batch once none of its jobs is queued or running."""
+        if batch.status != "running":
+            return False
+        open_jobs = session.scalar(
+            select(func.count()).where(Job.batch_id == batch.id, Job.status.in_(("queued", "running")))
+        )
+        if open_jobs:
+            return False
+        batch.status, batch.finished_at = "completed", utcnow()
+        log.info("batch %s completed", batch.id)
+        return True
+
+    def _after_finish(self, batch_id: uuid.UUID | None) -> None:
+        if batch_id is None:
+            return
+        with session_scope(self.sessions) as session:
+            batch = session.get(Batch, batch_id, with_for_update=True)  # one finisher at a time
+            completed = batch is not None and self.finish_batch_if_done(session, batch)
+            wants_output = completed and batch is not None and bool(batch.output)
+        if wants_output:
+            self.queue.enqueue_export(batch_id)
 
     def detect(self, *, job_id: uuid.UUID, detector: Detector) -> str:
         """queued -> running -> succeeded | failed, returning the status it left the job in

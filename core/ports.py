@@ -13,6 +13,12 @@ class JobQueue(Protocol):
     def enqueue_detect(self, job_id: uuid.UUID) -> None:
         """Hand the job id to a worker; raise if the broker refuses it."""
 
+    def enqueue_expand(self, batch_id: uuid.UUID) -> None:
+        """Have a worker list a batch's items and queue them."""
+
+    def enqueue_export(self, batch_id: uuid.UUID) -> None:
+        """Have a worker write a completed batch's results to its output."""
+
     def ping(self) -> None:
         """Raise if the broker cannot be reached."""
 

@@ -85,6 +85,8 @@ def job_read(job: Job, url_for: UrlFor, expires: int) -> JobRead:
         extra = {"result": result_of(job, url_for), "urls_expire_in": expires}
     elif job.status == "failed":
         extra = {"error": ErrorDetail(code=job.error_code or "", message=job.error_message or "")}
+    if job.batch_id is not None:
+        extra |= {"batch_id": job.batch_id, "batch_index": job.batch_index}
     return JobRead(
         id=job.id,
         status=job.status,  # type: ignore[arg-type]

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from unmask.core.results import ImageResult
 
-JobStatus = Literal["queued", "running", "succeeded", "failed"]
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
 class S3Location(BaseModel):
@@ -46,6 +46,8 @@ class JobRead(BaseModel):
     result: ImageResult | None = None
     error: ErrorDetail | None = None
     urls_expire_in: int | None = Field(None, description="seconds the overlay URLs stay valid")
+    batch_id: uuid.UUID | None = Field(None, description="the batch this job is an item of")
+    batch_index: int | None = Field(None, description="its position in the batch")
 
 
 class JobPage(BaseModel):

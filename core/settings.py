@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     max_attempts: int = Field(3, ge=1)
     task_soft_time_limit: int = Field(300, ge=1)
     task_time_limit: int = Field(360, ge=1)
+    max_batch_items: int = Field(10_000, ge=1)  # items per batch
+    max_batch_upload_bytes: int = Field(256 * 1024 * 1024, ge=1024)  # one multipart batch request
+    max_manifest_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     log_format: Literal["text", "json"] = "text"
     worker_metrics_port: int | None = Field(None, ge=1, le=65535)  # the worker's /metrics
     # Finished jobs (rows and objects) are deleted this many days after they finish; none: kept.

@@ -9,6 +9,8 @@ from unmask.core.settings import Settings
 
 DETECT_TASK = "unmask.detect"
 RECONCILE_TASK = "unmask.reconcile"
+EXPAND_TASK = "unmask.expand_batch"
+EXPORT_TASK = "unmask.export_batch"
 QUEUE = "unmask"
 
 
@@ -43,6 +45,12 @@ class TaskQueue:
 
     def enqueue_detect(self, job_id: object) -> None:
         self.app.send_task(DETECT_TASK, args=[str(job_id)], queue=QUEUE)
+
+    def enqueue_expand(self, batch_id: object) -> None:
+        self.app.send_task(EXPAND_TASK, args=[str(batch_id)], queue=QUEUE)
+
+    def enqueue_export(self, batch_id: object) -> None:
+        self.app.send_task(EXPORT_TASK, args=[str(batch_id)], queue=QUEUE)
 
     def ping(self) -> None:
         with self.app.connection_for_write() as conn:

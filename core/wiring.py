@@ -10,6 +10,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from unmask.core.batches import BatchService
 from unmask.core.jobs import JobService
 from unmask.core.keys import KeyService
 from unmask.core.ports import JobQueue
@@ -70,10 +71,13 @@ class Services:
     queue: JobQueue
     jobs: JobService
     keys: KeyService
+    batches: BatchService
 
 
 def build_services(settings: Settings, *, queue: JobQueue, store: ObjectStore | None = None) -> Services:
     sessions = make_sessions(settings)
     store = store or make_store(settings)
     jobs = JobService(sessions=sessions, store=store, queue=queue, settings=settings)
-    return Services(settings, sessions, store, queue, jobs, KeyService(sessions=sessions))
+    return Services(
+        settings, sessions, store, queue, jobs, KeyService(sessions=sessions), BatchService(jobs=jobs)
+    )

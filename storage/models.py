@@ -37,6 +37,7 @@ class Job(Base):
         Index("ix_jobs_owner_created", "owner", "created_at", "id"),
         Index("ix_jobs_owner_status_created", "owner", "status", "created_at"),
         Index("ix_jobs_status_enqueued", "status", "enqueued_at"),
+        UniqueConstraint("batch_id", "batch_index", name="uq_jobs_batch_index"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -51,6 +52,9 @@ class Job(Base):
     # worker holding the job last said it was alive.
     enqueued_at: Mapped[datetime | None]
     heartbeat_at: Mapped[datetime | None]
+    # The batch this job is an item of, and its position there.
+    batch_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
+    batch_index: Mapped[int | None] = mapped_column(Integer)
 
     source: Mapped[str] = mapped_column(String(16))  # upload | s3
     input_bucket: Mapped[str] = mapped_column(String(255))
@@ -78,6 +82,25 @@ class Job(Base):
         cascade="all, delete-orphan",
         order_by="Face.index",
     )
+
+
+class Batch(Base):
+    """Many images as one unit of work; its items are jobs carrying its id."""
+
+    __tablename__ = "batches"
+    __table_args__ = (Index("ix_batches_owner_created", "owner", "created_at", "id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    owner: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # pending | running | completed | cancelled
+    source: Mapped[dict[str, Any]]
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
+    output: Mapped[dict[str, Any] | None]
+    error: Mapped[dict[str, Any] | None]
+    total: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
 
 
 class Face(Base):

@@ -8,7 +8,7 @@ import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol
 from urllib.parse import urlencode
 
 from unmask.storage.errors import (
@@ -35,6 +35,7 @@ class ObjectStore(Protocol):
     def delete(self, key: str) -> None: ...
     def list_keys(self, *, bucket: str, prefix: str) -> Iterator[str]: ...
     def read_lines(self, *, bucket: str, key: str, max_bytes: int) -> Iterator[str]: ...
+    def upload(self, *, bucket: str, key: str, fileobj: IO[bytes], content_type: str) -> None: ...
     def ping(self) -> None: ...
 
 
@@ -84,6 +85,10 @@ class LocalStore:
             key = path.relative_to(self.root).as_posix()
             if path.is_file() and key.startswith(prefix):
                 yield key
+
+    def upload(self, *, bucket: str, key: str, fileobj: IO[bytes], content_type: str) -> None:
+        self._own(bucket)
+        self.put(key, fileobj.read(), content_type)
 
     def read_lines(self, *, bucket: str, key: str, max_bytes: int) -> Iterator[str]:
         self._own(bucket)
@@ -196,6 +201,10 @@ class S3Store:
             for obj in page.get("Contents", []):
                 if not obj["Key"].endswith("/"):
                     yield obj["Key"]
+
+    def upload(self, *, bucket: str, key: str, fileobj: IO[bytes], content_type: str) -> None:
+        """Stream a file object to any bucket the credentials may write (multipart when large)."""
+        self._call(self.client.upload_fileobj, fileobj, bucket, key, ExtraArgs={"ContentType": content_type})
 
     def read_lines(self, *, bucket: str, key: str, max_bytes: int) -> Iterator[str]:
         """The object's lines, streamed."""

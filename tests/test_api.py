@@ -33,6 +33,12 @@ class RecordingQueue:
     def depth(self) -> int:
         return len(self.ids)
 
+    def enqueue_expand(self, batch_id: uuid.UUID) -> None:
+        self.ids.append(f"expand:{batch_id}")
+
+    def enqueue_export(self, batch_id: uuid.UUID) -> None:
+        self.ids.append(f"export:{batch_id}")
+
 
 @pytest.fixture
 def queue() -> RecordingQueue:

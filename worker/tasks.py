@@ -11,7 +11,7 @@ from sqlalchemy.exc import OperationalError
 from unmask.core.exceptions import StorageUnavailable
 from unmask.core.reconcile import reconcile
 from unmask.core.settings import Settings
-from unmask.core.tasks import DETECT_TASK, RECONCILE_TASK
+from unmask.core.tasks import DETECT_TASK, EXPAND_TASK, EXPORT_TASK, RECONCILE_TASK
 
 log = logging.getLogger(__name__)
 
@@ -56,3 +56,23 @@ def register_tasks(app: Celery, settings: Settings) -> None:
         from unmask.worker.runtime import get_services
 
         return reconcile(get_services(settings, app).jobs)
+
+    @app.task(name=EXPAND_TASK, bind=True, acks_late=True, max_retries=settings.task_max_retries)
+    def expand_batch(self: Task, batch_id: str) -> int:
+        """List a batch's S3 items page by page and queue a job for each."""
+        from unmask.worker.runtime import get_services
+
+        try:
+            return get_services(settings, app).batches.expand(batch_id=uuid.UUID(batch_id))
+        except TRANSIENT as exc:
+            raise self.retry(exc=exc, countdown=retry_delay(self.request.retries)) from exc
+
+    @app.task(name=EXPORT_TASK, bind=True, acks_late=True, max_retries=settings.task_max_retries)
+    def export_batch(self: Task, batch_id: str) -> None:
+        """Write a completed batch's results to its output location."""
+        from unmask.worker.runtime import get_services
+
+        try:
+            get_services(settings, app).batches.write_output(batch_id=uuid.UUID(batch_id))
+        except TRANSIENT as exc:
+            raise self.retry(exc=exc, countdown=retry_delay(self.request.retries)) from exc

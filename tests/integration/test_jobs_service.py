@@ -75,6 +75,12 @@ class Queue:
     def depth(self) -> int:
         return len(self.ids)
 
+    def enqueue_expand(self, batch_id: uuid.UUID) -> None:
+        self.ids.append(batch_id)
+
+    def enqueue_export(self, batch_id: uuid.UUID) -> None:
+        self.ids.append(batch_id)
+
 
 class Detector:
     """Answers with a fixed two-face analysis, or raises what it is told to."""
