@@ -14,6 +14,7 @@ from unmask.api.metrics import install_metrics
 from unmask.api.objects import bp as objects_bp
 from unmask.api.openapi import openapi_document
 from unmask.api.queue import celery_queue
+from unmask.api.webhooks import bp as webhooks_bp
 from unmask.core.ports import JobQueue
 from unmask.core.schemas import ErrorBody
 from unmask.core.settings import Settings
@@ -45,7 +46,7 @@ def create_app(
     auth.install(
         app, services.keys, rate_limit=settings.rate_limit, storage_uri=settings.rate_limit_storage_url
     )
-    for bp in (jobs_bp, batches_bp, objects_bp, health_bp):
+    for bp in (jobs_bp, batches_bp, webhooks_bp, objects_bp, health_bp):
         app.register_api(bp)
 
     @app.get("/openapi.json", summary="This document (OpenAPI 3.1)")

@@ -45,12 +45,20 @@ def create_batch() -> Response:
     if request.mimetype == "multipart/form-data":
         files, metadata = parse_batch_uploads(request)
         batch = batches().create_from_uploads(
-            owner=owner, files=files, metadata=metadata, base_url=base_url()
+            owner=owner,
+            files=files,
+            metadata=metadata,
+            base_url=base_url(),
+            webhook_url=request.form.get("webhook_url"),
         )
     elif request.is_json:
         body = parse_batch_json(request)
         batch = batches().create_from_s3(
-            owner=owner, source=body.source_spec(), metadata=body.metadata, output=body.output_spec()
+            owner=owner,
+            source=body.source_spec(),
+            metadata=body.metadata,
+            output=body.output_spec(),
+            webhook_url=body.webhook_url,
         )
     else:
         raise InvalidInput(

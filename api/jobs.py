@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Response, current_app, request, url_for
 from flask_openapi3 import APIBlueprint, Tag
+from pydantic import BaseModel
 
 from unmask.api import auth
 from unmask.api.schemas import JobListQuery, JobPath, SubmitHeaders, parse_s3, parse_upload
@@ -30,7 +31,7 @@ def base_url() -> str:
     return services().settings.public_url or request.host_url
 
 
-def as_json(model: JobRead | JobPage, status: int = 200) -> Response:
+def as_json(model: BaseModel, status: int = 200) -> Response:
     response = current_app.response_class(
         model.model_dump_json(exclude_unset=True), mimetype="application/json"
     )
@@ -68,6 +69,7 @@ def create_job(header: SubmitHeaders) -> Response:
             metadata=metadata,
             base_url=base_url(),
             idempotency_key=once,
+            webhook_url=upload.webhook_url,
         )
     elif request.is_json:
         body = parse_s3(request)
@@ -79,6 +81,7 @@ def create_job(header: SubmitHeaders) -> Response:
             metadata=body.metadata,
             base_url=base_url(),
             idempotency_key=once,
+            webhook_url=body.webhook_url,
         )
     else:
         raise InvalidInput(

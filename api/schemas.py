@@ -23,6 +23,7 @@ class JobUpload(BaseModel):
 
     image: FileStorage
     metadata: str | None = Field(None, description="a JSON object, echoed back on the job")
+    webhook_url: str | None = Field(None, max_length=2048, description="called when the job finishes")
 
 
 class S3Ref(BaseModel):
@@ -45,6 +46,7 @@ class JobFromS3(BaseModel):
 
     source: S3Source
     metadata: dict[str, Any] | None = None
+    webhook_url: str | None = Field(None, max_length=2048, description="called when the job finishes")
 
 
 class SubmitHeaders(BaseModel):
@@ -192,6 +194,7 @@ class BatchCreate(BaseModel):
     source: BatchSource | None = None
     metadata: dict[str, Any] | None = None
     output: S3Ref | None = Field(None, description="where to write the results as JSONL when it completes")
+    webhook_url: str | None = Field(None, max_length=2048, description="called when the batch completes")
 
     def source_spec(self) -> dict[str, Any]:
         chosen = [
@@ -214,7 +217,7 @@ class BatchCreate(BaseModel):
 
 
 def parse_batch_uploads(request: Request) -> tuple[list[tuple[bytes, str | None]], Any]:
-    unknown_fields(set(request.form) | set(request.files), {"image", "metadata"})
+    unknown_fields(set(request.form) | set(request.files), {"image", "metadata", "webhook_url"})
     files = [(f.read(), f.filename) for f in request.files.getlist("image")]
     metadata = None
     if "metadata" in request.form:

@@ -38,6 +38,20 @@ def parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", help="run a Celery worker (settings from UNMASK_*)")
     worker.add_argument("--loglevel", default="info")
+    worker.add_argument(
+        "--queue",
+        choices=["detect", "webhooks"],
+        default="detect",
+        help="detect: the model's work (one process per GPU); webhooks: deliveries, many threads",
+    )
+
+    sm = sub.add_parser("submit", help="send local files or S3 locations to a running Unmask as batches")
+    sm.add_argument("targets", nargs="+", help="files, folders, s3://bucket/key or s3://bucket/prefix/")
+    sm.add_argument("--url", required=True, help="the Unmask API, e.g. http://127.0.0.1:8000")
+    sm.add_argument("--key", default=None, help="API key (default: UNMASK_API_KEY)")
+    sm.add_argument("--metadata", default=None, help="a JSON object attached to every batch")
+    sm.add_argument("--wait", action="store_true", help="follow the batches until they complete")
+    sm.add_argument("--out", type=Path, default=None, help="write every verdict as JSONL (implies --wait)")
 
     keys = sub.add_parser("keys", help="API keys: each names the tenant its jobs belong to")
     keys_sub = keys.add_subparsers(dest="action", required=True)

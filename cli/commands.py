@@ -14,7 +14,7 @@ from pathlib import Path
 
 from unmask.core.exceptions import ConfigurationError, InvalidInput
 from unmask.core.settings import Settings, load_settings
-from unmask.core.tasks import QUEUE
+from unmask.core.tasks import QUEUE, WEBHOOK_QUEUE
 
 log = logging.getLogger("unmask")
 
@@ -78,9 +78,13 @@ def run_up(args: argparse.Namespace) -> int:
     # Stop cleanly on Ctrl-C and SIGTERM, even where a shell started us with SIGINT ignored.
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
-    worker = None
+    worker = deliverer = None
     try:
         worker = start_worker(env)
+        deliverer = subprocess.Popen(
+            [sys.executable, "-m", "unmask", "worker", "--queue", "webhooks", "--loglevel", "warning"],
+            env=env,
+        )
         url = f"http://{args.host}:{args.port}"
         key = local_key(settings)
         print(f"Unmask is up at {url}  (data in {data_dir}, worker pid {worker.pid})", flush=True)
@@ -89,8 +93,9 @@ def run_up(args: argparse.Namespace) -> int:
         print("  Ctrl-C stops it", flush=True)
         serve(settings, args.host, args.port, threads=8)
     finally:
-        if worker is not None:
-            stop(worker)
+        for child in (worker, deliverer):
+            if child is not None:
+                stop(child)
     return 0
 
 
@@ -121,6 +126,8 @@ def run_worker(args: argparse.Namespace) -> int:
     from unmask.worker.runtime import ReconcileTimer, get_runtime
 
     app = create_celery(settings)
+    if args.queue == "webhooks":  # no model: deliveries wait on the network, so many threads
+        return run_celery(app, WEBHOOK_QUEUE, args.loglevel, ["--pool=threads", "--concurrency=16"])
     if settings.worker_concurrency == 1:
         get_runtime(settings, app)  # solo pool: loading the model here also validates the weights
         pool = ["--pool=solo"]
@@ -139,17 +146,34 @@ def run_worker(args: argparse.Namespace) -> int:
     ready_file = settings.worker_ready_file
     if ready_file is not None:  # `unmask up` waits for this before it serves
         worker_ready.connect(lambda **_: ready_file.touch(), weak=False)
+    return run_celery(app, QUEUE, args.loglevel, pool)
+
+
+def run_celery(app, queue: str, loglevel: str, pool: list[str]) -> int:  # noqa: ANN001
     app.worker_main(
-        [
-            "worker",
-            "-Q",
-            QUEUE,
-            f"--loglevel={args.loglevel}",
-            "--without-gossip",
-            "--without-mingle",
-            *pool,
-        ]
+        ["worker", "-Q", queue, f"--loglevel={loglevel}", "--without-gossip", "--without-mingle", *pool]
     )
+    return 0
+
+
+def run_submit(args: argparse.Namespace) -> int:
+    from unmask import submit as bulk
+
+    settings = load_settings()
+    key = args.key or (settings.api_key.get_secret_value() if settings.api_key else None)
+    if not key:
+        raise ConfigurationError("an API key is needed: --key KEY or UNMASK_API_KEY")
+    metadata = json.loads(args.metadata) if args.metadata else None
+    client = bulk.Client(args.url, key)
+    ids = bulk.submit(client, args.targets, metadata=metadata)
+    print("batches: " + " ".join(ids), flush=True)
+    if args.wait or args.out:
+        batches = bulk.wait(client, ids)
+        for batch in batches:
+            verdicts, statuses = (json.dumps(batch["counts"][k]) for k in ("by_verdict", "by_status"))
+            print(f"{batch['id']}: {batch['status']}, verdicts {verdicts}, jobs {statuses}")
+    if args.out:
+        print(f"{bulk.save(client, ids, args.out)} results in {args.out}")
     return 0
 
 

@@ -11,23 +11,8 @@ from tqdm import tqdm
 
 from unmask.core.exceptions import JobFailed
 from unmask.core.results import write_overlays
-from unmask.training.dataset import IMAGE_SUFFIXES
+from unmask.files import expand
 from unmask.worker.detection import PredictorDetector
-
-
-def expand(paths: list[Path]) -> list[Path]:
-    """Files as given, folders searched recursively for images."""
-    files: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            files.extend(
-                sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            )
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise FileNotFoundError(f"no such file or folder: {path}")
-    return files
 
 
 def folder_writer(out: Path, prefix: str):  # noqa: ANN201

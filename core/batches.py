@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 
 from unmask.core.exceptions import InvalidInput, NotFound, UnmaskError, storage_errors_mapped
 from unmask.core.intake import check_metadata, check_s3_source
-from unmask.core.jobs import JobService, decode_cursor, encode_cursor
+from unmask.core.jobs import JobService
+from unmask.core.pagination import decode_cursor, encode_cursor
 from unmask.core.rows import utc
 from unmask.core.schemas import JobRead
 from unmask.storage.db import session_scope
@@ -73,17 +74,27 @@ class BatchService:
         self.jobs = jobs
         self.sessions = jobs.sessions
         self.settings = jobs.settings
+        jobs.batch_reader = self._read
 
     # -- creating -----------------------------------------------------------------------------
 
     def create_from_uploads(
-        self, *, owner: str, files: list[tuple[bytes, str | None]], metadata: Any = None, base_url: str = ""
+        self,
+        *,
+        owner: str,
+        files: list[tuple[bytes, str | None]],
+        metadata: Any = None,
+        base_url: str = "",
+        webhook_url: str | None = None,
     ) -> BatchRead:
         """A batch of uploaded images: each is checked, stored and queued as one of its jobs."""
         self._check_size(len(files))
         if not files:
             raise InvalidInput("send at least one `image` part", code="missing_image")
-        batch = self._new_batch(owner, {"kind": "uploads", "count": len(files)}, metadata, total=len(files))
+        callback = self.jobs.webhooks.check_callback(owner=owner, url=webhook_url)
+        batch = self._new_batch(
+            owner, {"kind": "uploads", "count": len(files)}, metadata, total=len(files), webhook_url=callback
+        )
         for index, (data, filename) in enumerate(files):
             self.jobs.submit_upload(
                 owner=owner, data=data, filename=filename, batch=(batch, index), base_url=base_url
@@ -98,6 +109,7 @@ class BatchService:
         source: dict[str, Any],
         metadata: Any = None,
         output: dict[str, str] | None = None,
+        webhook_url: str | None = None,
     ) -> BatchRead:
         """A pending batch whose items a worker lists: `items`, `prefix` or `manifest`."""
         kind = source["kind"]
@@ -114,7 +126,8 @@ class BatchService:
             self._check_location(owner, source["bucket"], source["key"])
         if output:
             self._check_location(owner, output["bucket"], output["key"])
-        batch = self._new_batch(owner, source, metadata, output=output)
+        callback = self.jobs.webhooks.check_callback(owner=owner, url=webhook_url)
+        batch = self._new_batch(owner, source, metadata, output=output, webhook_url=callback)
         self.jobs.queue.enqueue_expand(batch)
         return self.get(owner=owner, batch_id=str(batch))
 
@@ -138,6 +151,7 @@ class BatchService:
         *,
         total: int | None = None,
         output: dict[str, str] | None = None,
+        webhook_url: str | None = None,
     ) -> uuid.UUID:
         with session_scope(self.sessions) as session:
             batch = Batch(
@@ -147,6 +161,7 @@ class BatchService:
                 metadata_=check_metadata(metadata),
                 output=output,
                 total=total,
+                webhook_url=webhook_url,
             )
             session.add(batch)
             session.flush()
@@ -157,7 +172,7 @@ class BatchService:
             batch = session.get(Batch, batch_id, with_for_update=True)
             if batch is not None and batch.status == "pending":
                 batch.status, batch.started_at = "running", utcnow()
-                self.jobs.finish_batch_if_done(session, batch)
+        self.jobs.settle_batch(batch_id)
 
     # -- expanding (worker) ---------------------------------------------------------------------
 
@@ -186,12 +201,9 @@ class BatchService:
             return made
         with session_scope(self.sessions) as session:
             batch = session.get(Batch, batch_id, with_for_update=True)
-            completed = False
             if batch is not None and batch.status == "pending":
                 batch.total, batch.status, batch.started_at = total, "running", utcnow()
-                completed = self.jobs.finish_batch_if_done(session, batch) and bool(batch.output)
-        if completed:  # every item was refused at once
-            self.jobs.queue.enqueue_export(batch_id)
+        self.jobs.settle_batch(batch_id)  # every item may already have finished
         log.info("batch %s expanded: %d items, %d new jobs", batch_id, total, made)
         return made
 

@@ -4,7 +4,6 @@ what it is given, so it runs the same under the API, the worker and the tests.""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import logging
@@ -14,9 +13,10 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
@@ -35,10 +35,12 @@ from unmask.core.intake import check_metadata, check_s3_source, sniff_image
 from unmask.core.keys import TenantService
 from unmask.core.logs import log_context
 from unmask.core.metrics import JOB_OUTCOMES, STAGE_SECONDS
+from unmask.core.pagination import decode_cursor, encode_cursor
 from unmask.core.ports import Detector, JobQueue
 from unmask.core.results import ImageResult, OverlayLocations, write_overlays
 from unmask.core.schemas import JobPage, JobRead
 from unmask.core.settings import Settings
+from unmask.core.webhooks import WebhookService
 from unmask.storage.db import session_scope
 from unmask.storage.models import Batch, Face, Job, utcnow
 from unmask.storage.objects import ObjectStore, new_key
@@ -68,21 +70,6 @@ def parse_job_id(value: str) -> uuid.UUID:
         raise NotFound("job not found") from exc
 
 
-def encode_cursor(stamp: datetime, key: uuid.UUID) -> str:
-    """An opaque page cursor: the (created_at, id) of the last row shown."""
-    raw = f"{rows.utc(stamp).isoformat()}|{key}"  # type: ignore[union-attr]
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        stamp, job_id = raw.split("|")
-        return datetime.fromisoformat(stamp), uuid.UUID(job_id)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput("invalid cursor", code="invalid_cursor") from exc
-
-
 class JobService:
     """Submit, start, record, fail, get and list jobs; run one job's detection."""
 
@@ -95,6 +82,9 @@ class JobService:
         self.settings = settings
         self.tenants = TenantService(sessions=sessions)
         self.idempotency = Idempotency(sessions=sessions)
+        self.webhooks = WebhookService(sessions=sessions, queue=queue, settings=settings)
+        # Set by the batch service: the public shape of a batch, for batch.completed events.
+        self.batch_reader: Callable[[Session, Batch], BaseModel] | None = None
 
     # -- submission (API) ---------------------------------------------------------------------
 
@@ -108,12 +98,14 @@ class JobService:
         base_url: str = "",
         idempotency_key: str | None = None,
         batch: BatchItem | None = None,
+        webhook_url: str | None = None,
     ) -> JobRead:
         """Store the uploaded bytes, record a queued job, enqueue its id."""
         ext = sniff_image(data, self.settings.max_upload_bytes, self.settings.max_pixels)
         meta = check_metadata(metadata)
         sha256 = hashlib.sha256(data).hexdigest()
         name = (filename or "")[:255] or None
+        callback = self.webhooks.check_callback(owner=owner, url=webhook_url)
 
         def create() -> JobRead:
             job_id = uuid.uuid4()
@@ -129,10 +121,11 @@ class JobService:
                 input_filename=name,
                 input_sha256=sha256,
                 metadata_=meta,
+                webhook_url=callback,
             )
             return self._create_and_enqueue(job, base_url, batch)
 
-        request = {"upload": sha256, "filename": name, "metadata": meta}
+        request = {"upload": sha256, "filename": name, "metadata": meta, "webhook_url": callback}
         return self._once(owner, idempotency_key, request, create)
 
     def submit_s3(
@@ -145,6 +138,7 @@ class JobService:
         base_url: str = "",
         idempotency_key: str | None = None,
         batch: BatchItem | None = None,
+        webhook_url: str | None = None,
     ) -> JobRead:
         """Record a job for an object already in S3; the worker reads it from there. Names are
         checked by S3's rules and against what the tenant may read, before any request to S3."""
@@ -155,6 +149,7 @@ class JobService:
         check_s3_source(bucket, key)
         self.tenants.check_source(tenant=owner, bucket=bucket, key=key, own_bucket=self.store.bucket)
         meta = check_metadata(metadata)
+        callback = self.webhooks.check_callback(owner=owner, url=webhook_url)
 
         def create() -> JobRead:
             job = Job(
@@ -164,10 +159,11 @@ class JobService:
                 input_key=key,
                 input_filename=key.rsplit("/", 1)[-1][:255],
                 metadata_=meta,
+                webhook_url=callback,
             )
             return self._create_and_enqueue(job, base_url, batch)
 
-        request = {"s3": [bucket, key], "metadata": meta}
+        request = {"s3": [bucket, key], "metadata": meta, "webhook_url": callback}
         return self._once(owner, idempotency_key, request, create)
 
     def _once(
@@ -336,7 +332,9 @@ class JobService:
             rows.apply_result(job, result, overlays)
             job.status, job.finished_at = "succeeded", utcnow()
             batch_id = job.batch_id
-        self._after_finish(batch_id)
+            deliveries = self._announce(session, job, "job.succeeded")
+        self.webhooks.dispatch(deliveries)
+        self.settle_batch(batch_id)
 
     def fail(self, *, job_id: uuid.UUID, code: str, message: str) -> None:
         with session_scope(self.sessions) as session:
@@ -346,7 +344,18 @@ class JobService:
             job.status, job.finished_at = "failed", utcnow()
             job.error_code, job.error_message = code, message[:2000]
             batch_id = job.batch_id
-        self._after_finish(batch_id)
+            deliveries = self._announce(session, job, "job.failed")
+        self.webhooks.dispatch(deliveries)
+        self.settle_batch(batch_id)
+
+    def _announce(self, session: Session, job: Job, event_type: str) -> Sequence[uuid.UUID]:
+        """The job's event, in the transaction that finished it (the outbox)."""
+        session.flush()
+        session.expire(job, ["faces"])
+        body = self.read_row(job, self.settings.public_url)
+        return self.webhooks.emit(
+            session, owner=job.owner, event_type=event_type, data=body, url=job.webhook_url
+        )
 
     def cancel(self, *, owner: str, job_id: str, base_url: str = "") -> JobRead:
         """A queued job will not be processed; a running or finished one cannot be cancelled."""
@@ -365,7 +374,7 @@ class JobService:
                 )
             job.status, job.finished_at = "cancelled", utcnow()
             body, batch_id = self.read_row(job, base_url), job.batch_id
-        self._after_finish(batch_id)
+        self.settle_batch(batch_id)
         return body
 
     def record_refused(
@@ -403,13 +412,24 @@ class JobService:
         log.info("batch %s completed", batch.id)
         return True
 
-    def _after_finish(self, batch_id: uuid.UUID | None) -> None:
+    def settle_batch(self, batch_id: uuid.UUID | None) -> None:
+        """Complete the batch if its last job just finished: event, and output when asked."""
         if batch_id is None:
             return
+        deliveries: Sequence[uuid.UUID] = ()
         with session_scope(self.sessions) as session:
             batch = session.get(Batch, batch_id, with_for_update=True)  # one finisher at a time
             completed = batch is not None and self.finish_batch_if_done(session, batch)
             wants_output = completed and batch is not None and bool(batch.output)
+            if completed and batch is not None and self.batch_reader is not None:
+                deliveries = self.webhooks.emit(
+                    session,
+                    owner=batch.owner,
+                    event_type="batch.completed",
+                    data=self.batch_reader(session, batch),
+                    url=batch.webhook_url,
+                )
+        self.webhooks.dispatch(deliveries)
         if wants_output:
             self.queue.enqueue_export(batch_id)
 

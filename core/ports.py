@@ -19,6 +19,9 @@ class JobQueue(Protocol):
     def enqueue_export(self, batch_id: uuid.UUID) -> None:
         """Have a worker write a completed batch's results to its output."""
 
+    def enqueue_delivery(self, delivery_id: uuid.UUID, countdown: float = 0) -> None:
+        """Have a webhook worker attempt a delivery, after `countdown` seconds."""
+
     def ping(self) -> None:
         """Raise if the broker cannot be reached."""
 

@@ -62,9 +62,18 @@ def reconcile(jobs: JobService) -> dict[str, int]:
         except Exception:  # the broker is down: the next pass sends them again
             log.warning("reconciler could not enqueue job %s; will retry", job_id, exc_info=True)
             break
+    with session_scope(jobs.sessions) as session:
+        overdue = jobs.webhooks.overdue(session)
+    jobs.webhooks.dispatch(overdue)
     purged = jobs.idempotency.purge()
     expired = jobs.purge_older_than(days=settings.retention_days) if settings.retention_days else 0
-    counts = {"resent": sent, "worker_lost": lost, "idempotency_purged": purged, "expired": expired}
+    counts = {
+        "resent": sent,
+        "worker_lost": lost,
+        "idempotency_purged": purged,
+        "expired": expired,
+        "webhooks_resent": len(overdue),
+    }
     for action, count in counts.items():
         RECONCILER_ACTIONS.labels(action).inc(count)
     if sent or lost:

@@ -55,6 +55,14 @@ class Settings(BaseSettings):
     max_batch_items: int = Field(10_000, ge=1)  # items per batch
     max_batch_upload_bytes: int = Field(256 * 1024 * 1024, ge=1024)  # one multipart batch request
     max_manifest_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    # Webhooks: hosts or CIDR ranges that may be private (loopback, RFC 1918, link-local),
+    # comma-separated; the first retry after this many seconds, doubling; retries stop after the
+    # window; each attempt times out.
+    webhook_allowed_hosts: str = ""
+    webhook_backoff_seconds: float = Field(5, gt=0)
+    webhook_retry_window_seconds: float = Field(24 * 3600, gt=0)
+    webhook_timeout_seconds: float = Field(10, gt=0)
+    api_key: SecretStr | None = None  # what `unmask submit` sends
     log_format: Literal["text", "json"] = "text"
     worker_metrics_port: int | None = Field(None, ge=1, le=65535)  # the worker's /metrics
     # Finished jobs (rows and objects) are deleted this many days after they finish; none: kept.

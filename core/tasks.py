@@ -11,7 +11,10 @@ DETECT_TASK = "unmask.detect"
 RECONCILE_TASK = "unmask.reconcile"
 EXPAND_TASK = "unmask.expand_batch"
 EXPORT_TASK = "unmask.export_batch"
+DELIVER_TASK = "unmask.deliver_webhook"
 QUEUE = "unmask"
+# Deliveries have their own queue and workers, so a slow receiver never delays detection.
+WEBHOOK_QUEUE = "unmask-webhooks"
 
 
 def broker_options(settings: Settings) -> dict[str, Any]:
@@ -51,6 +54,9 @@ class TaskQueue:
 
     def enqueue_export(self, batch_id: object) -> None:
         self.app.send_task(EXPORT_TASK, args=[str(batch_id)], queue=QUEUE)
+
+    def enqueue_delivery(self, delivery_id: object, countdown: float = 0) -> None:
+        self.app.send_task(DELIVER_TASK, args=[str(delivery_id)], queue=WEBHOOK_QUEUE, countdown=countdown)
 
     def ping(self) -> None:
         with self.app.connection_for_write() as conn:

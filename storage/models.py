@@ -52,6 +52,7 @@ class Job(Base):
     # worker holding the job last said it was alive.
     enqueued_at: Mapped[datetime | None]
     heartbeat_at: Mapped[datetime | None]
+    webhook_url: Mapped[str | None] = mapped_column(String(2048))  # per-request callback
     # The batch this job is an item of, and its position there.
     batch_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
     batch_index: Mapped[int | None] = mapped_column(Integer)
@@ -98,9 +99,49 @@ class Batch(Base):
     output: Mapped[dict[str, Any] | None]
     error: Mapped[dict[str, Any] | None]
     total: Mapped[int | None] = mapped_column(Integer)
+    webhook_url: Mapped[str | None] = mapped_column(String(2048))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+
+
+class WebhookEndpoint(Base):
+    """A tenant's registered receiver of events, with its own signing secret."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    owner: Mapped[str] = mapped_column(String(64), index=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    events: Mapped[list[Any]] = mapped_column(JSON)
+    secret: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    disabled_at: Mapped[datetime | None]
+    disabled_reason: Mapped[str | None] = mapped_column(String(255))
+
+
+class WebhookDelivery(Base):
+    """The outbox: one event for one receiver, written in the transaction that caused it, and
+    delivered (and retried) by its own task."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_owner_created", "owner", "created_at", "id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    message_id: Mapped[str] = mapped_column(String(64))  # webhook-id: the same on every retry
+    owner: Mapped[str] = mapped_column(String(64))
+    event_type: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]]
+    endpoint_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), index=True
+    )
+    url: Mapped[str] = mapped_column(String(2048))
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|delivered|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    log: Mapped[list[Any]] = mapped_column(JSON, default=list)  # attempt, at, status, latency, error
 
 
 class Face(Base):
@@ -151,6 +192,8 @@ class Tenant(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     s3_sources: Mapped[list[Any]] = mapped_column(JSON, default=list)  # "bucket/prefix" strings
+    # Signs deliveries to per-request `webhook_url`s (registered endpoints have their own).
+    webhook_secret: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

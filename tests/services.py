@@ -124,11 +124,11 @@ def flush_redis(url: str) -> None:
 
 
 @contextmanager
-def worker_process(env: dict[str, str], log_path: Path):
+def worker_process(env: dict[str, str], log_path: Path, *args: str):
     """`unmask worker` as its own process, the way production runs it."""
     log = log_path.open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "unmask", "worker", "--loglevel", "info"],
+        [sys.executable, "-m", "unmask", "worker", "--loglevel", "info", *args],
         env={**os.environ, **env},
         stdout=log,
         stderr=subprocess.STDOUT,

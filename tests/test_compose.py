@@ -34,9 +34,10 @@ def test_compose_validates_and_refuses_to_start_without_secrets():
 
 def test_services_wait_for_the_migration_and_share_one_source_of_each_secret():
     services = compose()["services"]
-    assert set(services) == {"migrate", "api", "worker", "postgres", "redis", "s3"}
+    assert set(services) == {"migrate", "api", "worker", "webhooks", "postgres", "redis", "s3"}
+    assert services["webhooks"]["command"] == ["unmask", "worker", "--queue", "webhooks"]
     assert services["migrate"]["command"] == ["unmask", "db", "upgrade"]
-    for name in ("api", "worker"):
+    for name in ("api", "worker", "webhooks"):
         assert services[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
         env = services[name]["environment"]
         assert env["UNMASK_S3_SECRET_KEY"] == "${UNMASK_S3_SECRET_KEY:?set UNMASK_S3_SECRET_KEY}"

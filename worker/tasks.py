@@ -11,7 +11,7 @@ from sqlalchemy.exc import OperationalError
 from unmask.core.exceptions import StorageUnavailable
 from unmask.core.reconcile import reconcile
 from unmask.core.settings import Settings
-from unmask.core.tasks import DETECT_TASK, EXPAND_TASK, EXPORT_TASK, RECONCILE_TASK
+from unmask.core.tasks import DELIVER_TASK, DETECT_TASK, EXPAND_TASK, EXPORT_TASK, RECONCILE_TASK
 
 log = logging.getLogger(__name__)
 
@@ -76,3 +76,10 @@ def register_tasks(app: Celery, settings: Settings) -> None:
             get_services(settings, app).batches.write_output(batch_id=uuid.UUID(batch_id))
         except TRANSIENT as exc:
             raise self.retry(exc=exc, countdown=retry_delay(self.request.retries)) from exc
+
+    @app.task(name=DELIVER_TASK, acks_late=True)
+    def deliver_webhook(delivery_id: str) -> str:
+        """One signed delivery attempt; the service schedules the next one if it must."""
+        from unmask.worker.runtime import get_services
+
+        return get_services(settings, app).jobs.webhooks.deliver(delivery_id=uuid.UUID(delivery_id))

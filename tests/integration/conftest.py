@@ -70,6 +70,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, test_weights: Path, s3_url: 
             "UNMASK_WEIGHTS": str(test_weights),
             "UNMASK_MODEL": "reference-irv1",
             "UNMASK_DEVICE": "cpu",
+            "UNMASK_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",  # the tests' receivers
+            "UNMASK_WEBHOOK_BACKOFF_SECONDS": "0.5",
         }
         settings = Settings(**{k.removeprefix("UNMASK_").lower(): v for k, v in env.items()})
         upgrade(db_url)
@@ -92,7 +94,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory, test_weights: Path, s3_url: 
         http = requests.Session()
         http.headers["Authorization"] = f"Bearer {secret}"
         log = work / "worker.log"
-        with services.worker_process(env, log) as worker, services.api_server(app) as url:
+        with (
+            services.worker_process(env, log) as worker,
+            services.worker_process(env, work / "webhooks.log", "--queue", "webhooks"),
+            services.api_server(app) as url,
+        ):
             yield Stack(url, settings, s3, worker, log, http, other_key)
 
 

@@ -146,3 +146,29 @@ def test_a_queued_job_can_be_cancelled_and_another_tenant_sees_no_batch(stack):
     refused = stack.http.post(f"{stack.url}/v1/jobs/{job['id']}/cancel", timeout=10)
     assert finished["status"] == "completed" and refused.status_code == 409
     assert refused.json()["error"]["code"] == "not_cancellable"
+
+
+def test_unmask_submit_pushes_a_folder_and_saves_every_verdict(stack, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path / "uploads"
+    folder.mkdir()
+    for i, data in enumerate(small_faces()[:3]):
+        (folder / f"{i}.jpg").write_bytes(data)
+    out = tmp_path / "verdicts.jsonl"
+    key = stack.http.headers["Authorization"].removeprefix("Bearer ")
+    result = subprocess.run(
+        [sys.executable, "-m", "unmask", "submit", str(folder), "--url", stack.url, "--out", str(out)],
+        env={**os.environ, "UNMASK_API_KEY": key},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(r["source"]["filename"] for r in rows) == ["0.jpg", "1.jpg", "2.jpg"]
+    assert all(r["status"] == "succeeded" for r in rows) and "3 results" in result.stdout
+    (batch_id,) = result.stdout.split("batches: ")[1].split()[:1]
+    assert stack.http.get(f"{stack.url}/v1/batches/{batch_id}").json()["counts"]["total"] == 3
