@@ -8,6 +8,7 @@ from flask_openapi3 import Info, OpenAPI
 from unmask import __version__
 from unmask.api import auth, errors
 from unmask.api.batches import bp as batches_bp
+from unmask.api.dashboard import bp as dashboard_bp
 from unmask.api.health import bp as health_bp
 from unmask.api.jobs import bp as jobs_bp
 from unmask.api.metrics import install_metrics
@@ -54,5 +55,6 @@ def create_app(
         return jsonify(openapi_document(app))
 
     install_metrics(app, services)
+    app.register_blueprint(dashboard_bp)  # HTML for people: not part of the OpenAPI document
 
     return app

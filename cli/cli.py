@@ -63,6 +63,12 @@ def parser() -> argparse.ArgumentParser:
     listing = keys_sub.add_parser("list", help="keys, without their secrets")
     listing.add_argument("--tenant", default=None)
 
+    reviews = sub.add_parser("reviews", help="moderators' decisions")
+    reviews_sub = reviews.add_subparsers(dest="action", required=True)
+    export = reviews_sub.add_parser("export", help="reviewed images as DIR/real, DIR/fake (+ manifest.jsonl)")
+    export.add_argument("--tenant", required=True)
+    export.add_argument("--out", type=Path, required=True, help="a folder `unmask train --data` reads")
+
     tenants = sub.add_parser("tenants", help="what a tenant's jobs may read in S3")
     tenants_sub = tenants.add_subparsers(dest="action", required=True)
     allow = tenants_sub.add_parser("allow", help="let a tenant's jobs read s3://BUCKET[/PREFIX]")

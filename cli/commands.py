@@ -127,6 +127,8 @@ def run_worker(args: argparse.Namespace) -> int:
 
     app = create_celery(settings)
     if args.queue == "webhooks":  # no model: deliveries wait on the network, so many threads
+        hooks_timer = ReconcileTimer(settings, app, queue="webhooks")
+        worker_ready.connect(lambda **_: hooks_timer.start(), weak=False)
         return run_celery(app, WEBHOOK_QUEUE, args.loglevel, ["--pool=threads", "--concurrency=16"])
     if settings.worker_concurrency == 1:
         get_runtime(settings, app)  # solo pool: loading the model here also validates the weights
@@ -140,7 +142,9 @@ def run_worker(args: argparse.Namespace) -> int:
         from prometheus_client import start_http_server
 
         start_http_server(settings.worker_metrics_port)
-    timer = ReconcileTimer(settings, app)
+    from unmask.detector.predictor import pick_device
+
+    timer = ReconcileTimer(settings, app, device=str(pick_device(settings.device)))
     worker_ready.connect(lambda **_: timer.start(), weak=False)
     worker_shutdown.connect(lambda **_: timer.stop(), weak=False)
     ready_file = settings.worker_ready_file
@@ -197,6 +201,16 @@ def run_keys(args: argparse.Namespace) -> int:
         for info in keys.list(tenant=args.tenant):
             state = f"revoked {info.revoked_at:%Y-%m-%d}" if info.revoked_at else "active"
             print(f"{info.id}  {info.prefix}…  {info.tenant:20s} {state:18s} {info.name or ''}")
+    return 0
+
+
+def run_reviews(args: argparse.Namespace) -> int:
+    from unmask.core.tasks import TaskQueue
+    from unmask.core.wiring import build_services
+
+    services = build_services(load_settings(), queue=TaskQueue(None))  # reads only: nothing is queued
+    counts = services.reviews.export_labelled(owner=args.tenant, out=args.out)
+    print(f"{counts['fake']} confirmed fakes, {counts['real']} real faces in {args.out}, with manifest.jsonl")
     return 0
 
 

@@ -13,11 +13,11 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import String, and_, cast, delete, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from unmask.core import rows
@@ -289,6 +289,50 @@ class JobService:
         with storage_errors_mapped():
             for key in filter(None, keys):
                 self.store.delete(key)
+
+    def search(
+        self,
+        *,
+        owner: str,
+        status: str | None = None,
+        verdict: str | None = None,
+        batch_id: str | None = None,
+        since: date | None = None,
+        text: str | None = None,
+        limit: int = 100,
+        base_url: str = "",
+    ) -> Sequence[JobRead]:
+        """Jobs for the dashboard, newest first: filters, and `text` matching an id or metadata."""
+        query = select(Job).options(selectinload(Job.faces)).where(Job.owner == owner)
+        if status:
+            query = query.where(Job.status == status)
+        if verdict:
+            query = query.where(Job.verdict == verdict)
+        if batch_id:
+            try:
+                query = query.where(Job.batch_id == uuid.UUID(batch_id))
+            except ValueError as exc:
+                raise InvalidInput("batch must be a batch id", code="invalid_batch") from exc
+        if since:
+            query = query.where(Job.created_at >= datetime(since.year, since.month, since.day, tzinfo=UTC))
+        if text:
+            term = f"%{text.strip()}%"
+            query = query.where(
+                or_(cast(Job.id, String).ilike(term), cast(Job.metadata_, String).ilike(term))
+            )
+        with session_scope(self.sessions) as session:
+            rows = session.scalars(query.order_by(Job.created_at.desc()).limit(limit)).all()
+            return [self.read_row(job, base_url) for job in rows]
+
+    def original_url(self, *, owner: str, job_id: str, base_url: str = "") -> str | None:
+        """A signed link to the submitted image, when it is in the service's own store."""
+        with session_scope(self.sessions) as session:
+            job = session.scalar(select(Job).where(Job.id == parse_job_id(job_id), Job.owner == owner))
+            if job is None:
+                raise NotFound("job not found")
+            if job.source != "upload":
+                return None
+            return self.store.url(job.input_key, self.settings.url_expiry_seconds, base_url)
 
     # -- the lifecycle (worker) -----------------------------------------------------------------
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from unmask.core.results import FaceResult, ImageResult, ImageSize, OverlayLocations, Provenance
-from unmask.core.schemas import ErrorDetail, JobRead, JobSource, S3Location
+from unmask.core.schemas import ErrorDetail, JobRead, JobSource, ReviewRead, S3Location
 from unmask.storage.models import Face, Job
 
 UrlFor = Callable[[str | None], str | None]
@@ -87,6 +87,14 @@ def job_read(job: Job, url_for: UrlFor, expires: int) -> JobRead:
         extra = {"error": ErrorDetail(code=job.error_code or "", message=job.error_message or "")}
     if job.batch_id is not None:
         extra |= {"batch_id": job.batch_id, "batch_index": job.batch_index}
+    if job.review is not None:
+        review = job.review
+        extra["review"] = ReviewRead(
+            decision=review.decision,  # type: ignore[arg-type]
+            note=review.note,
+            reviewer=review.reviewer,
+            decided_at=utc(review.decided_at),  # type: ignore[arg-type]
+        )
     return JobRead(
         id=job.id,
         status=job.status,  # type: ignore[arg-type]

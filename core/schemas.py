@@ -30,6 +30,13 @@ class ErrorDetail(BaseModel):
     message: str
 
 
+class ReviewRead(BaseModel):
+    decision: Literal["confirmed_fake", "real", "skip"]
+    note: str | None = None
+    reviewer: str
+    decided_at: datetime
+
+
 class JobRead(BaseModel):
     """One job; `result` appears once it succeeded, `error` once it failed. Serialise with
     `exclude_unset` so the fields that do not apply are left out rather than null."""
@@ -48,6 +55,7 @@ class JobRead(BaseModel):
     urls_expire_in: int | None = Field(None, description="seconds the overlay URLs stay valid")
     batch_id: uuid.UUID | None = Field(None, description="the batch this job is an item of")
     batch_index: int | None = Field(None, description="its position in the batch")
+    review: ReviewRead | None = Field(None, description="a moderator's decision, once made")
 
 
 class JobPage(BaseModel):

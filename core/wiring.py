@@ -14,6 +14,7 @@ from unmask.core.batches import BatchService
 from unmask.core.jobs import JobService
 from unmask.core.keys import KeyService
 from unmask.core.ports import JobQueue
+from unmask.core.reviews import ReviewService
 from unmask.core.settings import Settings
 from unmask.storage.db import make_engine, make_session_factory
 from unmask.storage.errors import StorageUnavailable
@@ -72,12 +73,21 @@ class Services:
     jobs: JobService
     keys: KeyService
     batches: BatchService
+    reviews: ReviewService
 
 
 def build_services(settings: Settings, *, queue: JobQueue, store: ObjectStore | None = None) -> Services:
     sessions = make_sessions(settings)
     store = store or make_store(settings)
     jobs = JobService(sessions=sessions, store=store, queue=queue, settings=settings)
+    keys = KeyService(sessions=sessions)
     return Services(
-        settings, sessions, store, queue, jobs, KeyService(sessions=sessions), BatchService(jobs=jobs)
+        settings,
+        sessions,
+        store,
+        queue,
+        jobs,
+        keys,
+        BatchService(jobs=jobs),
+        ReviewService(jobs=jobs, keys=keys),
     )

@@ -83,6 +83,7 @@ class Job(Base):
         cascade="all, delete-orphan",
         order_by="Face.index",
     )
+    review: Mapped[Review | None] = relationship(cascade="all, delete-orphan", lazy="selectin")
 
 
 class Batch(Base):
@@ -142,6 +143,41 @@ class WebhookDelivery(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
     log: Mapped[list[Any]] = mapped_column(JSON, default=list)  # attempt, at, status, latency, error
+
+
+class Review(Base):
+    """A moderator's decision on a job the model flagged."""
+
+    __tablename__ = "reviews"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    decision: Mapped[str] = mapped_column(String(16))  # confirmed_fake | real | skip
+    note: Mapped[str | None] = mapped_column(Text)
+    reviewer: Mapped[str] = mapped_column(String(128))
+    decided_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DashboardSession(Base):
+    """A signed-in dashboard browser: the cookie holds a random token, this row its SHA-256."""
+
+    __tablename__ = "dashboard_sessions"
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    reviewer: Mapped[str] = mapped_column(String(128))
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime]
+
+
+class WorkerSeen(Base):
+    """Each worker process says it is alive, and on what device, every reconciler tick."""
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    queue: Mapped[str] = mapped_column(String(32))
+    device: Mapped[str] = mapped_column(String(64))
+    last_seen: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Face(Base):

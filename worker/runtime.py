@@ -11,6 +11,7 @@ from typing import Any
 
 from unmask.core.jobs import JobService
 from unmask.core.reconcile import reconcile
+from unmask.core.reviews import report_worker
 from unmask.core.settings import Settings
 from unmask.core.tasks import TaskQueue
 from unmask.core.wiring import Services, build_services
@@ -60,8 +61,9 @@ class ReconcileTimer:
     """Runs the reconciler every `reconcile_every_seconds` in a thread of the worker process.
     Several workers may run it at once: rows are claimed with SKIP LOCKED."""
 
-    def __init__(self, settings: Settings, app: Any) -> None:
+    def __init__(self, settings: Settings, app: Any, *, queue: str = "detect", device: str = "none") -> None:
         self.settings, self.app = settings, app
+        self.queue, self.device = queue, device
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="reconciler", daemon=True)
 
@@ -72,8 +74,12 @@ class ReconcileTimer:
         self.stopped.set()
 
     def _loop(self) -> None:
-        while not self.stopped.wait(self.settings.reconcile_every_seconds):
+        while True:  # a first pass at start-up, then one a tick
             try:
-                reconcile(get_services(self.settings, self.app).jobs)
+                jobs = get_services(self.settings, self.app).jobs
+                report_worker(jobs, queue=self.queue, device=self.device)
+                reconcile(jobs)
             except Exception:  # the database may be down; the next tick tries again
                 log.warning("reconciler pass failed", exc_info=True)
+            if self.stopped.wait(self.settings.reconcile_every_seconds):
+                return
