@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 from collections.abc import Iterator
 
@@ -15,6 +16,7 @@ from unmask.api.schemas import (
     BatchJobsQuery,
     BatchListQuery,
     BatchPath,
+    SubmitHeaders,
     parse_batch_json,
     parse_batch_uploads,
 )
@@ -38,33 +40,54 @@ def batches() -> BatchService:
 @bp.post(
     "",
     summary="Create a batch: many `image` parts, or S3 items, a prefix or a JSONL manifest as JSON",
-    responses={202: BatchRead, 400: ErrorBody, 403: ErrorBody, 413: ErrorBody, 422: ErrorBody, **GUARDED},
+    responses={
+        202: BatchRead,
+        400: ErrorBody,
+        403: ErrorBody,
+        409: ErrorBody,
+        413: ErrorBody,
+        422: ErrorBody,
+        **GUARDED,
+    },
 )
-def create_batch() -> Response:
+def create_batch(header: SubmitHeaders) -> Response:
     owner = auth.tenant()
     if request.mimetype == "multipart/form-data":
         files, metadata = parse_batch_uploads(request)
-        batch = batches().create_from_uploads(
-            owner=owner,
-            files=files,
-            metadata=metadata,
-            base_url=base_url(),
-            webhook_url=request.form.get("webhook_url"),
-        )
+        webhook_url = request.form.get("webhook_url")
+        fingerprint = {
+            "uploads": [hashlib.sha256(data).hexdigest() for data, _ in files],
+            "names": [name for _, name in files],
+            "metadata": metadata,
+            "webhook_url": webhook_url,
+        }
+
+        def create() -> BatchRead:
+            return batches().create_from_uploads(
+                owner=owner, files=files, metadata=metadata, base_url=base_url(), webhook_url=webhook_url
+            )
+
     elif request.is_json:
         body = parse_batch_json(request)
-        batch = batches().create_from_s3(
-            owner=owner,
-            source=body.source_spec(),
-            metadata=body.metadata,
-            output=body.output_spec(),
-            webhook_url=body.webhook_url,
-        )
+        fingerprint = body.model_dump(mode="json")
+
+        def create() -> BatchRead:
+            return batches().create_from_s3(
+                owner=owner,
+                source=body.source_spec(),
+                metadata=body.metadata,
+                output=body.output_spec(),
+                webhook_url=body.webhook_url,
+            )
+
     else:
         raise InvalidInput(
             "send multipart/form-data with `image` parts or application/json with `items` or `source`",
             code="unsupported_media_type",
         )
+    batch = batches().create_once(
+        owner=owner, idempotency_key=header.idempotency_key, request=fingerprint, create=create
+    )
     response = as_json(batch, 202)
     response.headers["Location"] = url_for("batches.get_batch", batch_id=str(batch.id))
     return response

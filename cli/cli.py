@@ -74,6 +74,9 @@ def parser() -> argparse.ArgumentParser:
     allow = tenants_sub.add_parser("allow", help="let a tenant's jobs read s3://BUCKET[/PREFIX]")
     allow.add_argument("tenant")
     allow.add_argument("location", help="s3://bucket/prefix (or just bucket for all of it)")
+    limit = tenants_sub.add_parser("limit", help="the tenant's maximum batch size")
+    limit.add_argument("tenant")
+    limit.add_argument("--max-batch-items", type=int, required=True, help="0: back to UNMASK_MAX_BATCH_ITEMS")
 
     db = sub.add_parser("db", help="database schema")
     db.add_argument("action", choices=["upgrade", "downgrade"])

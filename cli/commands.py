@@ -219,6 +219,10 @@ def run_tenants(args: argparse.Namespace) -> int:
     from unmask.core.wiring import make_sessions
 
     tenants = TenantService(sessions=make_sessions(load_settings()))
+    if args.action == "limit":
+        tenants.set_max_batch_items(tenant=args.tenant, limit=args.max_batch_items or None)
+        print(f"tenant {args.tenant}: batches of at most {args.max_batch_items or 'the default'} items")
+        return 0
     allowed = tenants.allow_s3(tenant=args.tenant, location=args.location)
     print(f"tenant {args.tenant} may read: {', '.join('s3://' + a for a in allowed)}")
     return 0

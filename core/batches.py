@@ -5,6 +5,7 @@ cancelled; its jobs are ordinary jobs that carry the batch id."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import tempfile
@@ -14,13 +15,13 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from unmask.core.exceptions import InvalidInput, NotFound, UnmaskError, storage_errors_mapped
 from unmask.core.intake import check_metadata, check_s3_source
 from unmask.core.jobs import JobService
-from unmask.core.pagination import decode_cursor, encode_cursor
+from unmask.core.pagination import keyset_page
 from unmask.core.rows import utc
 from unmask.core.schemas import JobRead
 from unmask.storage.db import session_scope
@@ -88,7 +89,7 @@ class BatchService:
         webhook_url: str | None = None,
     ) -> BatchRead:
         """A batch of uploaded images: each is checked, stored and queued as one of its jobs."""
-        self._check_size(len(files))
+        self._check_size(owner, len(files))
         if not files:
             raise InvalidInput("send at least one `image` part", code="missing_image")
         callback = self.jobs.webhooks.check_callback(owner=owner, url=webhook_url)
@@ -114,7 +115,7 @@ class BatchService:
         """A pending batch whose items a worker lists: `items`, `prefix` or `manifest`."""
         kind = source["kind"]
         if kind == "items":
-            self._check_size(len(source["items"]))
+            self._check_size(owner, len(source["items"]))
             for item in source["items"]:
                 self._check_location(owner, item["bucket"], item["key"])
         elif kind == "prefix":
@@ -131,11 +132,27 @@ class BatchService:
         self.jobs.queue.enqueue_expand(batch)
         return self.get(owner=owner, batch_id=str(batch))
 
-    def _check_size(self, n: int) -> None:
-        if n > self.settings.max_batch_items:
-            raise InvalidInput(
-                f"a batch holds at most {self.settings.max_batch_items} items", code="batch_too_large"
-            )
+    def create_once(
+        self, *, owner: str, idempotency_key: str | None, request: dict[str, Any], create: Any
+    ) -> BatchRead:
+        """`create()`, or the first answer to the same request under the same Idempotency-Key."""
+        if idempotency_key is None:
+            return create()
+        fingerprint = hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
+        answer = self.jobs.idempotency.run(
+            tenant=owner,
+            key=f"batch:{idempotency_key}",
+            fingerprint=fingerprint,
+            create=lambda: create().model_dump(mode="json"),
+        )
+        return BatchRead.model_validate(answer)
+
+    def _check_size(self, owner: str, n: int) -> int:
+        """Refuse more items than the tenant's batch limit; returns the limit."""
+        limit = self.jobs.tenants.max_batch_items(tenant=owner, default=self.settings.max_batch_items)
+        if n > limit:
+            raise InvalidInput(f"a batch of this tenant holds at most {limit} items", code="batch_too_large")
+        return limit
 
     def _check_location(self, owner: str, bucket: str, key: str) -> None:
         check_s3_source(bucket, key)
@@ -186,8 +203,14 @@ class BatchService:
             owner, source = batch.owner, dict(batch.source)
             done = set(session.scalars(select(Job.batch_index).where(Job.batch_id == batch_id)))
         made, total, chunk = 0, 0, []
+        limit = self._check_size(owner, 0)
         try:
             for index, item in enumerate(self._items(owner, source)):
+                if index >= limit:
+                    raise InvalidInput(
+                        f"the source lists more than {limit} items; the first {limit} were queued",
+                        code="batch_too_large",
+                    )
                 total = index + 1
                 if index in done:
                     continue
@@ -197,6 +220,7 @@ class BatchService:
                     chunk = []
             made += self._make_jobs(owner, batch_id, chunk)
         except UnmaskError as exc:
+            made += self._make_jobs(owner, batch_id, chunk)  # the items listed before it stopped
             self._record_expand_error(batch_id, exc)
             return made
         with session_scope(self.sessions) as session:
@@ -252,11 +276,14 @@ class BatchService:
         return made
 
     def _record_expand_error(self, batch_id: uuid.UUID, exc: UnmaskError) -> None:
+        """The batch keeps the jobs made so far and says why it stopped listing."""
         with session_scope(self.sessions) as session:
             batch = session.get(Batch, batch_id, with_for_update=True)
-            if batch is not None:
-                batch.status, batch.finished_at = "completed", utcnow()
+            if batch is not None and batch.status == "pending":
+                made = session.scalar(select(func.count()).where(Job.batch_id == batch_id))
                 batch.error = {"code": exc.code, "message": exc.message}
+                batch.total, batch.status, batch.started_at = made, "running", utcnow()
+        self.jobs.settle_batch(batch_id)
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -322,17 +349,8 @@ class BatchService:
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}", code="invalid_limit")
         query = select(Batch).where(Batch.owner == owner)
-        if cursor:
-            stamp, last = decode_cursor(cursor)
-            query = query.where(
-                or_(Batch.created_at < stamp, and_(Batch.created_at == stamp, Batch.id < last))
-            )
         with session_scope(self.sessions) as session:
-            found = session.scalars(
-                query.order_by(Batch.created_at.desc(), Batch.id.desc()).limit(limit + 1)
-            ).all()
-            page = found[:limit]
-            next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(found) > limit else None
+            page, next_cursor = keyset_page(session, query, Batch, limit=limit, cursor=cursor)
             return BatchPage(batches=[self._read(session, b) for b in page], next_cursor=next_cursor)
 
     def list_jobs(

@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import String, and_, cast, delete, func, or_, select, update
+from sqlalchemy import String, cast, delete, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from unmask.core import rows
@@ -35,7 +35,7 @@ from unmask.core.intake import check_metadata, check_s3_source, sniff_image
 from unmask.core.keys import TenantService
 from unmask.core.logs import log_context
 from unmask.core.metrics import JOB_OUTCOMES, STAGE_SECONDS
-from unmask.core.pagination import decode_cursor, encode_cursor
+from unmask.core.pagination import keyset_page
 from unmask.core.ports import Detector, JobQueue
 from unmask.core.results import ImageResult, OverlayLocations, write_overlays
 from unmask.core.schemas import JobPage, JobRead
@@ -212,16 +212,22 @@ class JobService:
 
         return rows.job_read(job, url_for, expires)
 
+    @staticmethod
+    def owned(session: Session, owner: str, job_id: str, *, lock: bool = False) -> Job:
+        """The tenant's job; another tenant's id is as unknown as a made-up one."""
+        query = (
+            select(Job)
+            .options(selectinload(Job.faces))
+            .where(Job.id == parse_job_id(job_id), Job.owner == owner)
+        )
+        job = session.scalar(query.with_for_update() if lock else query)
+        if job is None:
+            raise NotFound("job not found")
+        return job
+
     def get(self, *, owner: str, job_id: str, base_url: str = "") -> JobRead:
         with session_scope(self.sessions) as session:
-            job = session.scalar(
-                select(Job)
-                .options(selectinload(Job.faces))
-                .where(Job.id == parse_job_id(job_id), Job.owner == owner)
-            )
-            if job is None:
-                raise NotFound("job not found")
-            return self.read_row(job, base_url)
+            return self.read_row(self.owned(session, owner, job_id), base_url)
 
     def list(
         self,
@@ -240,27 +246,14 @@ class JobService:
         query = select(Job).options(selectinload(Job.faces)).where(Job.owner == owner)
         if status:
             query = query.where(Job.status == status)
-        if cursor:
-            stamp, last_id = decode_cursor(cursor)
-            query = query.where(or_(Job.created_at < stamp, and_(Job.created_at == stamp, Job.id < last_id)))
         with session_scope(self.sessions) as session:
-            found: Sequence[Job] = session.scalars(
-                query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
-            ).all()
-            page = found[:limit]
-            next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(found) > limit else None
+            page, next_cursor = keyset_page(session, query, Job, limit=limit, cursor=cursor)
             return JobPage(jobs=[self.read_row(job, base_url) for job in page], next_cursor=next_cursor)
 
     def delete(self, *, owner: str, job_id: str) -> None:
         """Remove a finished or queued job: its row, its faces, its upload and its overlays."""
         with session_scope(self.sessions) as session:
-            job = session.scalar(
-                select(Job)
-                .options(selectinload(Job.faces))
-                .where(Job.id == parse_job_id(job_id), Job.owner == owner)
-            )
-            if job is None:
-                raise NotFound("job not found")
+            job = self.owned(session, owner, job_id)
             if job.status == "running":
                 raise Conflict("the job is running; delete it once it has finished", code="job_running")
             self._delete_objects(job)
@@ -327,9 +320,7 @@ class JobService:
     def original_url(self, *, owner: str, job_id: str, base_url: str = "") -> str | None:
         """A signed link to the submitted image, when it is in the service's own store."""
         with session_scope(self.sessions) as session:
-            job = session.scalar(select(Job).where(Job.id == parse_job_id(job_id), Job.owner == owner))
-            if job is None:
-                raise NotFound("job not found")
+            job = self.owned(session, owner, job_id)
             if job.source != "upload":
                 return None
             return self.store.url(job.input_key, self.settings.url_expiry_seconds, base_url)
@@ -404,14 +395,7 @@ class JobService:
     def cancel(self, *, owner: str, job_id: str, base_url: str = "") -> JobRead:
         """A queued job will not be processed; a running or finished one cannot be cancelled."""
         with session_scope(self.sessions) as session:
-            job = session.scalar(
-                select(Job)
-                .options(selectinload(Job.faces))
-                .where(Job.id == parse_job_id(job_id), Job.owner == owner)
-                .with_for_update()
-            )
-            if job is None:
-                raise NotFound("job not found")
+            job = self.owned(session, owner, job_id, lock=True)
             if job.status != "queued":
                 raise Conflict(
                     f"the job is {job.status}; only queued jobs can be cancelled", code="not_cancellable"

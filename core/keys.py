@@ -122,6 +122,18 @@ class TenantService:
                 row.s3_sources = [*row.s3_sources, entry]
             return list(row.s3_sources)
 
+    def set_max_batch_items(self, *, tenant: str, limit: int | None) -> None:
+        check_tenant_name(tenant)
+        with session_scope(self.sessions) as session:
+            row = session.get(Tenant, tenant) or Tenant(name=tenant, s3_sources=[])
+            session.add(row)
+            row.max_batch_items = limit
+
+    def max_batch_items(self, *, tenant: str, default: int) -> int:
+        with session_scope(self.sessions) as session:
+            row = session.get(Tenant, tenant)
+            return row.max_batch_items if row is not None and row.max_batch_items else default
+
     def check_source(self, *, tenant: str, bucket: str, key: str, own_bucket: str) -> None:
         """Refuse, before any request to S3, a location the tenant may not read."""
         if bucket == own_bucket and key.startswith(own_upload_prefix(tenant)):

@@ -17,8 +17,8 @@ from pydantic import BaseModel
 from sqlalchemy import and_, select
 from sqlalchemy.orm import selectinload
 
-from unmask.core.exceptions import InvalidInput, NotFound, Unauthorized, storage_errors_mapped
-from unmask.core.jobs import JobService, parse_job_id
+from unmask.core.exceptions import InvalidInput, Unauthorized, storage_errors_mapped
+from unmask.core.jobs import JobService
 from unmask.core.keys import KeyService
 from unmask.core.rows import utc
 from unmask.core.schemas import JobRead
@@ -90,9 +90,7 @@ class ReviewService:
         if decision not in DECISIONS:
             raise InvalidInput(f"decision must be one of {', '.join(DECISIONS)}", code="invalid_decision")
         with session_scope(self.sessions) as session:
-            job = session.scalar(select(Job).where(Job.id == parse_job_id(job_id), Job.owner == owner))
-            if job is None:
-                raise NotFound("job not found")
+            job = self.jobs.owned(session, owner, job_id)
             review = job.review or Review(job_id=job.id, decision=decision, reviewer=reviewer)
             review.decision, review.note, review.reviewer = decision, (note or "")[:2000] or None, reviewer
             review.decided_at = utcnow()

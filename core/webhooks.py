@@ -21,12 +21,12 @@ from urllib.parse import urlsplit
 
 import requests
 from pydantic import BaseModel, Field
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from standardwebhooks.webhooks import Webhook
 
 from unmask.core.exceptions import Conflict, InvalidInput, NotFound
-from unmask.core.pagination import decode_cursor, encode_cursor
+from unmask.core.pagination import keyset_page
 from unmask.core.ports import JobQueue
 from unmask.core.rows import utc
 from unmask.core.settings import Settings
@@ -372,20 +372,8 @@ class WebhookService:
         if not 1 <= limit <= 200:
             raise InvalidInput("limit must be between 1 and 200", code="invalid_limit")
         query = select(WebhookDelivery).where(WebhookDelivery.owner == owner)
-        if cursor:
-            stamp, last = decode_cursor(cursor)
-            query = query.where(
-                or_(
-                    WebhookDelivery.created_at < stamp,
-                    and_(WebhookDelivery.created_at == stamp, WebhookDelivery.id < last),
-                )
-            )
         with session_scope(self.sessions) as session:
-            found = session.scalars(
-                query.order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc()).limit(limit + 1)
-            ).all()
-            page = found[:limit]
-            next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(found) > limit else None
+            page, next_cursor = keyset_page(session, query, WebhookDelivery, limit=limit, cursor=cursor)
             return DeliveryPage(deliveries=[self._delivery(r) for r in page], next_cursor=next_cursor)
 
     def redeliver(self, *, owner: str, delivery_id: str) -> DeliveryRead:

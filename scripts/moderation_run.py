@@ -95,7 +95,16 @@ def main() -> int:
                     time.sleep(1)
                     assert time.monotonic() - started < 3600, "no callback within an hour"
                 elapsed = time.monotonic() - started
-                time.sleep(3)  # a second callback would arrive by now
+                # The output is written by a task queued at completion; a second callback, were
+                # there one, would arrive meanwhile.
+                deadline = time.monotonic() + 300
+                while not store.client.list_objects_v2(Bucket="moderation", Prefix="results/").get(
+                    "KeyCount"
+                ):
+                    assert time.monotonic() < deadline, "the output was not written"
+                    time.sleep(1)
+                written_after = time.monotonic() - started
+                time.sleep(2)
             signer = Webhook(secret)
             verified = [signer.verify(body, {k.lower(): v for k, v in h.items()}) for h, body in hook.calls]
             hook.stop()
@@ -112,6 +121,7 @@ def main() -> int:
                 "callback_type": verified[0]["type"],
                 "signature_verified": True,
                 "seconds_to_callback": round(elapsed, 1),
+                "seconds_to_output_written": round(written_after, 1),
                 "images_per_second": round(args.images / elapsed, 2),
                 "batch_counts": batch["counts"],
                 "jsonl_rows": len(rows),

@@ -230,6 +230,7 @@ class Tenant(Base):
     s3_sources: Mapped[list[Any]] = mapped_column(JSON, default=list)  # "bucket/prefix" strings
     # Signs deliveries to per-request `webhook_url`s (registered endpoints have their own).
     webhook_secret: Mapped[str | None] = mapped_column(String(128))
+    max_batch_items: Mapped[int | None] = mapped_column(Integer)  # None: UNMASK_MAX_BATCH_ITEMS
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

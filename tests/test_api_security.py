@@ -143,3 +143,21 @@ def test_hostile_multipart_is_a_400_with_a_code(app, face_bytes):
     assert deep.status_code == 400 and deep.get_json()["error"]["code"] == "invalid_metadata"
     huge = post_image(client, face_bytes, metadata=json.dumps({"x": "y" * 20_000}))
     assert huge.status_code == 400 and huge.get_json()["error"]["code"] == "invalid_metadata"
+
+
+def test_batches_honour_idempotency_keys_and_the_tenants_size_limit(app, face_bytes):
+    client = client_for(app, "acme")
+    files = {"image": [(io.BytesIO(face_bytes), "a.jpg"), (io.BytesIO(face_bytes), "b.jpg")]}
+    first = client.post("/v1/batches", data=files, headers={"Idempotency-Key": "b-1"})
+    files = {"image": [(io.BytesIO(face_bytes), "a.jpg"), (io.BytesIO(face_bytes), "b.jpg")]}
+    again = client.post("/v1/batches", data=files, headers={"Idempotency-Key": "b-1"})
+    assert first.status_code == again.status_code == 202 and again.get_json()["id"] == first.get_json()["id"]
+    other = client.post(
+        "/v1/batches", data={"image": [(io.BytesIO(face_bytes), "c.jpg")]}, headers={"Idempotency-Key": "b-1"}
+    )
+    assert other.status_code == 409 and other.get_json()["error"]["code"] == "idempotency_key_reused"
+    app.extensions["unmask"].jobs.tenants.set_max_batch_items(tenant="acme", limit=1)
+    too_big = client.post(
+        "/v1/batches", data={"image": [(io.BytesIO(face_bytes), f"{i}.jpg") for i in range(2)]}
+    )
+    assert too_big.status_code == 400 and too_big.get_json()["error"]["code"] == "batch_too_large"
