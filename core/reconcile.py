@@ -9,6 +9,7 @@ import uuid
 from datetime import timedelta
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from unmask.core.jobs import JobService
 from unmask.core.metrics import RECONCILER_ACTIONS
@@ -18,6 +19,17 @@ from unmask.storage.models import Job, utcnow
 log = logging.getLogger(__name__)
 
 BATCH = 500
+
+
+def lost_ids(jobs: JobService, session: Session) -> int:
+    """How many queued jobs the broker no longer holds: queued rows beyond the broker's depth.
+    A long backlog is not a loss; re-sending it would only multiply the queue."""
+    try:
+        depth = jobs.queue.depth()
+    except Exception:  # the broker is down: nothing can be sent now anyway
+        return 0
+    queued = session.scalar(select(func.count()).where(Job.status == "queued")) or 0
+    return max(0, queued - depth)
 
 
 def reconcile(jobs: JobService) -> dict[str, int]:
@@ -47,7 +59,8 @@ def reconcile(jobs: JobService) -> dict[str, int]:
         stuck = session.scalars(
             select(Job)
             .where(Job.status == "queued", func.coalesce(Job.enqueued_at, Job.created_at) < queued_since)
-            .limit(BATCH)
+            .order_by(Job.created_at)
+            .limit(min(BATCH, lost_ids(jobs, session)))
             .with_for_update(skip_locked=True)
         ).all()
         resend.extend(job.id for job in stuck)

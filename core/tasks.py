@@ -65,4 +65,5 @@ class TaskQueue:
     def depth(self) -> int:
         """Messages waiting in the detect queue."""
         with self.app.connection_for_write() as conn:
-            return int(conn.default_channel.queue_declare(queue=QUEUE, passive=True).message_count)
+            # Not passive: a broker that restarted empty has no queue yet, which means depth 0.
+            return int(conn.default_channel.queue_declare(queue=QUEUE, durable=True).message_count)
