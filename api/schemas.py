@@ -97,22 +97,31 @@ def parse_upload(request: Request) -> tuple[JobUpload, Any]:
         unknown_fields(set(fields), set(JobUpload.model_fields))
         raise InvalidInput("multipart field 'image' is required", code="missing_image")
     upload = validated(JobUpload, fields)
-    metadata = None
-    if upload.metadata is not None:
-        check_json_depth(upload.metadata, code="invalid_metadata")
-        try:
-            metadata = json.loads(upload.metadata)
-        except json.JSONDecodeError as exc:
-            raise InvalidInput("metadata must be a JSON object", code="invalid_metadata") from exc
-    return upload, metadata
+    return upload, form_metadata(upload.metadata)
 
 
-def parse_s3(request: Request) -> JobFromS3:
+def form_metadata(raw: str | None) -> Any:
+    """The `metadata` form field, parsed: JSON, not nested too deep."""
+    if raw is None:
+        return None
+    check_json_depth(raw, code="invalid_metadata")
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput("metadata must be a JSON object", code="invalid_metadata") from exc
+
+
+def json_body(request: Request, model: type[BaseModel]) -> Any:
+    """A JSON object body, checked for depth before parsing, validated by `model`."""
     check_json_depth(request.get_data(cache=True))
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise InvalidInput("the body must be a JSON object", code="invalid_json")
-    return validated(JobFromS3, body)
+    return validated(model, body)
+
+
+def parse_s3(request: Request) -> JobFromS3:
+    return json_body(request, JobFromS3)
 
 
 def validated(model: type[BaseModel], data: dict[str, Any]) -> Any:
@@ -219,19 +228,8 @@ class BatchCreate(BaseModel):
 def parse_batch_uploads(request: Request) -> tuple[list[tuple[bytes, str | None]], Any]:
     unknown_fields(set(request.form) | set(request.files), {"image", "metadata", "webhook_url"})
     files = [(f.read(), f.filename) for f in request.files.getlist("image")]
-    metadata = None
-    if "metadata" in request.form:
-        check_json_depth(request.form["metadata"], code="invalid_metadata")
-        try:
-            metadata = json.loads(request.form["metadata"])
-        except json.JSONDecodeError as exc:
-            raise InvalidInput("metadata must be a JSON object", code="invalid_metadata") from exc
-    return files, metadata
+    return files, form_metadata(request.form.get("metadata"))
 
 
 def parse_batch_json(request: Request) -> BatchCreate:
-    check_json_depth(request.get_data(cache=True))
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise InvalidInput("the body must be a JSON object", code="invalid_json")
-    return validated(BatchCreate, body)
+    return json_body(request, BatchCreate)

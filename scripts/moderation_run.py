@@ -9,7 +9,6 @@ bench/results/moderation-run.json.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import platform
@@ -21,24 +20,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from PIL import Image  # noqa: E402
 
 from scripts.fault_drills import test_weights  # noqa: E402
 from tests import services  # noqa: E402
-from tests.conftest import LABELLED  # noqa: E402
+from tests.integration.test_batches import small_faces  # noqa: E402
 from tests.integration.test_faults import fault_stack  # noqa: E402
 from tests.integration.test_webhooks import Receiver  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "moderation-run.json"
-
-
-def images() -> list[bytes]:
-    out = []
-    for path in sorted(LABELLED.rglob("*.jpg")):
-        buf = io.BytesIO()
-        Image.open(path).convert("RGB").resize((128, 128)).save(buf, format="JPEG", quality=85)
-        out.append(buf.getvalue())
-    return out
 
 
 def main() -> int:
@@ -68,7 +57,7 @@ def main() -> int:
             env = {**env, "UNMASK_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1"}
             services.flush_redis(env["UNMASK_BROKER_URL"])
             store.client.create_bucket(Bucket="moderation")
-            pictures = images()
+            pictures = small_faces()
             for i in range(args.images):
                 store.client.put_object(
                     Bucket="moderation", Key=f"uploads/{i:05d}.jpg", Body=pictures[i % len(pictures)]
