@@ -130,7 +130,11 @@ def run_worker(args: argparse.Namespace) -> int:
         hooks_timer = ReconcileTimer(settings, app, queue="webhooks")
         worker_ready.connect(lambda **_: hooks_timer.start(), weak=False)
         return run_celery(app, WEBHOOK_QUEUE, args.loglevel, ["--pool=threads", "--concurrency=16"])
-    if settings.worker_concurrency == 1:
+    if settings.worker_batch_size > 1:
+        # The batch path: one thread per job in hand, one model shared through the batcher.
+        get_runtime(settings, app)  # loading the model here also validates the weights
+        pool = ["--pool=threads", f"--concurrency={settings.worker_batch_size}"]
+    elif settings.worker_concurrency == 1:
         get_runtime(settings, app)  # solo pool: loading the model here also validates the weights
         pool = ["--pool=solo"]
     else:

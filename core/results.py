@@ -36,6 +36,17 @@ class FaceResult(BaseModel):
     fake_probability: float | None = Field(None, description="calibrated P(fake); null when skipped")
     verdict: FaceVerdict
     skip_reason: str | None = None
+    verdict_reason: str | None = Field(
+        None, description="why the verdict is `uncertain` although the score alone is past a threshold"
+    )
+    reencoded_probability: float | None = Field(
+        None, description="P(fake) of the same face after re-encoding (0.75x, JPEG q75)"
+    )
+    explanation: Literal["gradcam", "none"] | None = Field(
+        None,
+        description="`gradcam`: the overlay shows where the score came from; `none`: the map was "
+        "flat, so no heatmap is drawn",
+    )
     overlay_url: str | None = Field(None, description="the face crop with its Grad-CAM heatmap")
 
 

@@ -32,6 +32,9 @@ def face_rows(result: ImageResult, overlays: OverlayLocations) -> list[Face]:
             fake_probability=face.fake_probability,
             verdict=face.verdict,
             skip_reason=face.skip_reason,
+            verdict_reason=face.verdict_reason,
+            reencoded_probability=face.reencoded_probability,
+            explanation=face.explanation,
             overlay_key=key,
         )
         for index, (face, key) in enumerate(zip(result.faces, overlays.faces))
@@ -56,6 +59,9 @@ def result_of(job: Job, url_for: UrlFor) -> ImageResult:
             fake_probability=face.fake_probability,
             verdict=face.verdict,  # type: ignore[arg-type]
             skip_reason=face.skip_reason,
+            verdict_reason=face.verdict_reason,
+            reencoded_probability=face.reencoded_probability,
+            explanation=face.explanation,  # type: ignore[arg-type]
             overlay_url=url_for(face.overlay_key),
         )
         for face in job.faces

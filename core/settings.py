@@ -41,7 +41,14 @@ class Settings(BaseSettings):
 
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024)
     max_pixels: int = Field(40_000_000, ge=10_000)
-    worker_concurrency: int = Field(1, ge=1)
+    worker_concurrency: int = Field(1, ge=1)  # processes, when worker_batch_size is 1
+    # The batch path: a worker takes this many jobs at once (one thread each) and runs their
+    # images through face detection and the classifier together; 1: one job at a time.
+    worker_batch_size: int = Field(8, ge=1, le=256)
+    batch_wait_ms: float = Field(20, ge=0, le=5000)  # how long a batch waits to fill up
+    detect_max_side: int = Field(1024, ge=64)  # MTCNN sees the image shrunk to this longer side
+    # Re-score each face after a mild re-encode; a verdict that flips becomes `uncertain`.
+    stability_check: bool = True
     task_max_retries: int = Field(3, ge=0)
     # Nothing lost: the reconciler re-sends jobs queued longer than the deadline and jobs whose
     # worker stopped beating; a job that has started max_attempts times fails `worker_lost`.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -89,12 +90,14 @@ class FaceDetector:
         min_probability: float = 0.90,
         max_side: int = 1024,
         pyramid_min_size: int | None = None,
+        max_batch: int = 32,
     ) -> None:
         from facenet_pytorch import MTCNN
 
         self.min_face_size = min_face_size
         self.min_probability = min_probability
         self.max_side = max_side
+        self.max_batch = max_batch
         # Reference settings; keep_all so every face is reported, not the first. The image
         # pyramid reaches down to 20 px so faces under min_face_size are reported as skipped
         # rather than never seen; pyramid_min_size trades that for speed on large-face data.
@@ -103,19 +106,40 @@ class FaceDetector:
             keep_all=True, select_largest=False, post_process=False, min_face_size=pyramid, device=device
         )
 
-    def detect(self, image: Image.Image) -> list[Face]:
-        """All faces, largest probability first; small or unsure ones are marked skipped."""
+    def working_image(self, image: Image.Image) -> tuple[float, Image.Image] | None:
+        """The image MTCNN looks at (shrunk so its longer side is at most max_side) and the
+        factor that maps its boxes back; None when it is too small to hold a face."""
         scale = max(image.size) / self.max_side if max(image.size) > self.max_side else 1.0
         size = (round(image.width / scale), round(image.height / scale))
-        if min(size) < MTCNN_MIN_SIDE:  # too small to hold a face MTCNN can find
-            return []
-        work = image if scale == 1.0 else image.resize(size, Image.Resampling.BILINEAR)
-        with torch.inference_mode():
-            boxes, probs, points = self.mtcnn.detect(work, landmarks=True)
-        if boxes is None:
-            return []
-        faces = [self._face(b * scale, p, pts * scale) for b, p, pts in zip(boxes, probs, points)]
-        return sorted(faces, key=lambda f: -f.detection_probability)
+        if min(size) < MTCNN_MIN_SIDE:
+            return None
+        return scale, (image if scale == 1.0 else image.resize(size, Image.Resampling.BILINEAR))
+
+    def detect(self, image: Image.Image) -> list[Face]:
+        """All faces, largest probability first; small or unsure ones are marked skipped."""
+        return self.detect_many([image])[0]
+
+    def detect_many(self, images: Sequence[Image.Image]) -> list[list[Face]]:
+        """detect() for many images: those whose working images share a size go through MTCNN
+        as one batch (its stages then run once per pyramid scale for all of them)."""
+        found: list[list[Face]] = [[] for _ in images]
+        groups: dict[tuple[int, int], list[tuple[int, float, Image.Image]]] = {}
+        for index, image in enumerate(images):
+            prepared = self.working_image(image)
+            if prepared is not None:
+                scale, work = prepared
+                groups.setdefault(work.size, []).append((index, scale, work))
+        for members in groups.values():
+            for start in range(0, len(members), self.max_batch):
+                chunk = members[start : start + self.max_batch]
+                with torch.inference_mode():
+                    boxes, probs, points = self.mtcnn.detect([work for _, _, work in chunk], landmarks=True)
+                for (index, scale, _), b, p, pts in zip(chunk, boxes, probs, points):
+                    if b is None:
+                        continue
+                    faces = [self._face(bb * scale, pp, pt * scale) for bb, pp, pt in zip(b, p, pts)]
+                    found[index] = sorted(faces, key=lambda f: -f.detection_probability)
+        return found
 
     def _face(self, box: np.ndarray, prob: float, points: np.ndarray) -> Face:
         face = Face(

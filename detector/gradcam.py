@@ -17,10 +17,17 @@ from torch import nn
 
 @dataclass
 class ScoredBatch:
-    """Logits and Grad-CAM maps (N x H x W, each scaled to 0..1) from one forward pass."""
+    """Logits and Grad-CAM maps (N x H x W, each scaled to 0..1) from one forward pass.
+    `flat` marks maps with no evidence to show: zero everywhere after the ReLU, or so even that
+    scaling them to 0..1 would only magnify rounding noise."""
 
     logits: torch.Tensor
     cams: torch.Tensor
+    flat: torch.Tensor
+
+
+# A map whose hottest and coldest cells differ by less than this share of its peak is flat.
+FLAT_RELATIVE_SPAN = 1e-3
 
 
 def find_layer(model: nn.Module, path: str) -> nn.Module:
@@ -56,13 +63,15 @@ class GradCam:
                 (grads,) = torch.autograd.grad(logits.sum(), activation)
         finally:
             handle.remove()
-        return ScoredBatch(logits.detach(), self._maps(activation.detach(), grads))
+        cams, flat = self._maps(activation.detach(), grads)
+        return ScoredBatch(logits.detach(), cams, flat)
 
     @staticmethod
-    def _maps(activation: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    def _maps(activation: torch.Tensor, grads: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         weights = grads.mean(dim=(2, 3), keepdim=True)
-        cam = F.relu((weights * activation).sum(dim=1))
-        flat = cam.flatten(1)
-        low = flat.min(dim=1).values[:, None, None]
-        span = (flat.max(dim=1).values[:, None, None] - low).clamp_min(1e-7)
-        return (cam - low) / span
+        cam = F.relu((weights * activation).sum(dim=1)).float()
+        cells = cam.flatten(1)
+        high, low = cells.max(dim=1).values, cells.min(dim=1).values
+        flat = (high <= 0) | (high - low <= FLAT_RELATIVE_SPAN * high)
+        span = (high - low).clamp_min(1e-12)[:, None, None]
+        return (cam - low[:, None, None]) / span, flat

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,23 @@ def to_model_input(crops: Sequence[Image.Image | np.ndarray], config: ModelConfi
     return (batch - mean) / std
 
 
+# The re-encoding a face's verdict must survive to be stated with confidence: the crop's region
+# at 0.75x its size, saved as JPEG quality 75 (what a re-upload to a social network does).
+REENCODE_SCALE = 0.75
+REENCODE_QUALITY = 75
+
+
+def reencoded(image: Image.Image, region: tuple[int, int, int, int], crop_size: int) -> Image.Image:
+    """The face region shrunk to 0.75x, through JPEG q75, resized to the model's crop size."""
+    patch = image.crop(region)
+    small = (max(1, round(patch.width * REENCODE_SCALE)), max(1, round(patch.height * REENCODE_SCALE)))
+    buf = io.BytesIO()
+    patch.resize(small, Image.Resampling.BILINEAR).save(buf, format="JPEG", quality=REENCODE_QUALITY)
+    buf.seek(0)
+    with Image.open(buf) as degraded:
+        return degraded.convert("RGB").resize((crop_size, crop_size), Image.Resampling.BILINEAR)
+
+
 @dataclass
 class FacePrediction:
     face: Face
@@ -50,6 +68,12 @@ class FacePrediction:
     cam: np.ndarray | None = None
     region: tuple[int, int, int, int] = (0, 0, 0, 0)  # image pixels the crop was taken from
     overlay: Image.Image | None = None
+    crop: Image.Image | None = None
+    # "gradcam" when a heatmap explains the score, "none" when the map was flat (nothing drawn),
+    # None when no explanation was asked for.
+    explanation: str | None = None
+    reencoded_probability: float | None = None
+    reason: str | None = None  # why the verdict is `uncertain` when the score alone would not be
 
 
 @dataclass
@@ -61,14 +85,31 @@ class Prediction:
     size: tuple[int, int] = (0, 0)
 
 
-class Predictor:
-    """Loaded once per process; turns an image into scored, explained faces."""
+@dataclass
+class Scores:
+    """What the model said about a list of crops."""
 
-    def __init__(self, model: LoadedModel, detector: FaceDetector, *, batch_size: int = 16) -> None:
+    probabilities: np.ndarray
+    cams: list[np.ndarray | None]  # None: not explained, or a flat map
+
+
+class Predictor:
+    """Loaded once per process; turns images into scored, explained faces. `predict_many` runs
+    every image's faces through the model together; `predict` is the same for one image."""
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        detector: FaceDetector,
+        *,
+        batch_size: int = 32,
+        stability_check: bool = True,
+    ) -> None:
         self.model = model
         self.config = model.config
         self.detector = detector
         self.batch_size = batch_size
+        self.stability_check = stability_check
         self.device = next(model.module.parameters()).device
         self.cam = GradCam(model.module, self.config.target_layer)
 
@@ -81,11 +122,18 @@ class Predictor:
         device: str = "auto",
         min_face_size: int = 20,
         min_face_probability: float = 0.9,
+        detect_max_side: int = 1024,
+        stability_check: bool = True,
     ) -> Predictor:
         dev = pick_device(device)
         model = load_model(weights, model_name, dev)
-        detector = FaceDetector(device=dev, min_face_size=min_face_size, min_probability=min_face_probability)
-        return cls(model, detector)
+        detector = FaceDetector(
+            device=dev,
+            min_face_size=min_face_size,
+            min_probability=min_face_probability,
+            max_side=detect_max_side,
+        )
+        return cls(model, detector, stability_check=stability_check)
 
     def provenance(self) -> dict[str, Any]:
         """What every result of this predictor must carry: model name, weights hash, thresholds."""
@@ -96,52 +144,96 @@ class Predictor:
             "thresholds": {"real": cfg.thresholds.real, "fake": cfg.thresholds.fake},
         }
 
-    def score_crops(self, crops: Sequence[Image.Image], explain: bool) -> tuple[np.ndarray, list]:
-        """Fake probabilities (and Grad-CAM maps when asked) for face crops, in batches."""
+    def score_crops(self, crops: Sequence[Image.Image], explain: bool) -> Scores:
+        """Fake probabilities, and Grad-CAM maps when asked (None for flat maps), in batches."""
         probs: list[np.ndarray] = []
         cams: list[np.ndarray | None] = []
         for start in range(0, len(crops), self.batch_size):
             batch = to_model_input(crops[start : start + self.batch_size], self.config).to(self.device)
             if explain:
                 scored = self.cam(batch)
-                logits, maps = scored.logits, list(scored.cams.cpu().numpy())
+                logits = scored.logits
+                maps = scored.cams.cpu().numpy()
+                cams.extend(None if flat else m for m, flat in zip(maps, scored.flat.tolist()))
             else:
                 with torch.inference_mode():
                     logits = self.model.module(batch).reshape(-1)
-                maps = [None] * len(batch)
+                cams.extend([None] * len(batch))
             probs.append(self.config.probability(logits).cpu().numpy())
-            cams.extend(maps)
-        return (np.concatenate(probs) if probs else np.zeros(0)), cams
+        return Scores(np.concatenate(probs) if probs else np.zeros(0), cams)
 
     def predict(self, image: Image.Image, *, explain: bool = True) -> Prediction:
         """Detect every face, score the usable ones, explain them, and sum up the image."""
-        faces = [FacePrediction(face=f) for f in self.detector.detect(image)]
-        usable = [fp for fp in faces if fp.face.skipped is None]
-        cfg = self.config
-        crops = [crop_face(image, fp.face.box, cfg.crop_size, cfg.margin) for fp in usable]
-        probs, cams = self.score_crops(crops, explain)
-        for fp, crop, prob, cam in zip(usable, crops, probs, cams):
-            fp.fake_probability = round(float(prob), 6)
-            fp.verdict = cfg.thresholds.verdict(float(prob))
-            fp.cam = cam
-            fp.region = crop_region(fp.face.box, cfg.crop_size, cfg.margin, image.size)
-            if cam is not None:
-                fp.overlay = blend_heatmap(crop, cam)
-        return self._summarise(image, faces, explain)
+        return self.predict_many([image], explain=explain)[0]
 
-    def _summarise(self, image: Image.Image, faces: list[FacePrediction], explain: bool) -> Prediction:
+    def predict_many(
+        self, images: Sequence[Image.Image], *, explain: bool = True, render: bool = True
+    ) -> list[Prediction]:
+        """predict() for many images at once: one batched face detection, then every face of
+        every image through the model in batches. render=False leaves the overlays to `render_overlays`,
+        so a caller can draw them outside the thread that owns the model."""
+        cfg = self.config
+        per_image = [[FacePrediction(face=f) for f in found] for found in self.detector.detect_many(images)]
+        usable = [
+            (image, fp) for image, faces in zip(images, per_image) for fp in faces if fp.face.skipped is None
+        ]
+        for image, fp in usable:
+            fp.region = crop_region(fp.face.box, cfg.crop_size, cfg.margin, image.size)
+            fp.crop = crop_face(image, fp.face.box, cfg.crop_size, cfg.margin)
+        scores = self.score_crops([fp.crop for _, fp in usable], explain)  # type: ignore[misc]
+        again = self._rescored(usable) if self.stability_check else [None] * len(usable)
+        for (_, fp), prob, cam, second in zip(usable, scores.probabilities, scores.cams, again):
+            self._decide(fp, float(prob), second)
+            fp.cam = cam
+            if explain:
+                fp.explanation = "gradcam" if cam is not None else "none"
+        predictions = [self._summarise(image, faces) for image, faces in zip(images, per_image)]
+        if explain and render:
+            for image, prediction in zip(images, predictions):
+                render_overlays(image, prediction)
+        return predictions
+
+    def _rescored(self, usable: Sequence[tuple[Image.Image, FacePrediction]]) -> list[float | None]:
+        """Scores of the same faces after a mild re-encode (one more forward pass, no gradients)."""
+        crops = [reencoded(image, fp.region, self.config.crop_size) for image, fp in usable]
+        return [float(p) for p in self.score_crops(crops, explain=False).probabilities]
+
+    def _decide(self, fp: FacePrediction, prob: float, reencoded_prob: float | None) -> None:
+        thresholds = self.config.thresholds
+        fp.fake_probability = round(prob, 6)
+        fp.verdict = thresholds.verdict(prob)
+        if reencoded_prob is None:
+            return
+        fp.reencoded_probability = round(reencoded_prob, 6)
+        other = thresholds.verdict(reencoded_prob)
+        if fp.verdict != "uncertain" and other != fp.verdict:
+            fp.reason = (
+                f"unstable: {fp.verdict} at {prob:.3f} but {other} at {reencoded_prob:.3f} "
+                f"after re-encoding at {REENCODE_SCALE}x, JPEG q{REENCODE_QUALITY}"
+            )
+            fp.verdict = "uncertain"
+
+    @staticmethod
+    def _summarise(image: Image.Image, faces: list[FacePrediction]) -> Prediction:
         scored = [fp for fp in faces if fp.fake_probability is not None]
         if not scored:
             verdict, top = "no_face", None
         else:
             verdict = max((fp.verdict for fp in scored), key=VERDICT_ORDER.__getitem__)
             top = max(fp.fake_probability for fp in scored)  # type: ignore[type-var]
-        overlay = None
-        if explain:
-            overlay = whole_image_overlay(
-                image,
-                [fp.face.box for fp in faces],
-                [(fp.region, fp.cam) if fp.cam is not None else None for fp in faces],
-                [(fp.verdict, fp.fake_probability) for fp in faces],
-            )
-        return Prediction(verdict, top, faces, overlay, image.size)
+        return Prediction(verdict, top, faces, None, image.size)
+
+
+def render_overlays(image: Image.Image, prediction: Prediction) -> None:
+    """Draw a prediction's overlays: each explained face's crop under its heatmap, and the whole
+    image with every box, label and heatmap. Faces with flat maps get a box and no colour."""
+    for fp in prediction.faces:
+        if fp.cam is not None and fp.crop is not None:
+            fp.overlay = blend_heatmap(fp.crop, fp.cam)
+    faces = prediction.faces
+    prediction.overlay = whole_image_overlay(
+        image,
+        [fp.face.box for fp in faces],
+        [(fp.region, fp.cam) if fp.cam is not None else None for fp in faces],
+        [(fp.verdict, fp.fake_probability) for fp in faces],
+    )

@@ -198,6 +198,9 @@ class Face(Base):
     fake_probability: Mapped[float | None] = mapped_column(Float)
     verdict: Mapped[str] = mapped_column(String(16))  # fake | real | uncertain | skipped
     skip_reason: Mapped[str | None] = mapped_column(String(255))
+    verdict_reason: Mapped[str | None] = mapped_column(String(255))
+    reencoded_probability: Mapped[float | None] = mapped_column(Float)
+    explanation: Mapped[str | None] = mapped_column(String(16))  # gradcam | none
     overlay_key: Mapped[str | None] = mapped_column(String(1024))
 
     job: Mapped[Job] = relationship(back_populates="faces")

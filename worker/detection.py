@@ -13,7 +13,8 @@ from unmask.core.exceptions import JobFailed
 from unmask.core.results import Analysis, FaceResult, ImageResult, ImageSize, Overlays, Provenance
 from unmask.detector.errors import DetectorError
 from unmask.detector.faces import decode_image
-from unmask.detector.predictor import Prediction, Predictor
+from unmask.detector.predictor import Prediction, Predictor, render_overlays
+from unmask.worker.batching import Batcher
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,9 @@ def to_analysis(prediction: Prediction, model: Provenance) -> Analysis:
             fake_probability=fp.fake_probability,
             verdict=fp.verdict,  # type: ignore[arg-type]
             skip_reason=fp.face.skipped,
+            verdict_reason=fp.reason,
+            reencoded_probability=fp.reencoded_probability,
+            explanation=fp.explanation,  # type: ignore[arg-type]
         )
         for fp in prediction.faces
     ]
@@ -70,17 +74,49 @@ def to_analysis(prediction: Prediction, model: Provenance) -> Analysis:
 
 
 class PredictorDetector:
-    """Adapts a loaded Predictor to core's Detector port; detector errors become job failures."""
+    """Adapts a loaded Predictor to core's Detector port; detector errors become job failures.
 
-    def __init__(self, predictor: Predictor, *, max_pixels: int, explain: bool = True) -> None:
+    With batch_size > 1, `analyse` may be called from many threads at once: each decodes its own
+    image, waits while a Batcher runs the images that arrived together through the model, then
+    draws and encodes its own overlays."""
+
+    def __init__(
+        self,
+        predictor: Predictor,
+        *,
+        max_pixels: int,
+        explain: bool = True,
+        batch_size: int = 1,
+        batch_wait_seconds: float = 0.02,
+    ) -> None:
         self.predictor = predictor
         self.max_pixels = max_pixels
         self.explain = explain
         self.provenance = provenance(predictor)
+        self.batcher: Batcher[Image.Image, Prediction] | None = None
+        if batch_size > 1:
+            self.batcher = Batcher(self.predict_group, max_size=batch_size, max_wait=batch_wait_seconds)
 
-    def analyse(self, data: bytes) -> Analysis:
+    def decode(self, data: bytes) -> Image.Image:
         try:
-            image = decode_image(data, max_pixels=self.max_pixels)
+            return decode_image(data, max_pixels=self.max_pixels)
         except DetectorError as exc:
             raise JobFailed(exc.message, code=exc.code) from exc
-        return to_analysis(self.predictor.predict(image, explain=self.explain), self.provenance)
+
+    def predict_group(self, images: list[Image.Image]) -> list[Prediction]:
+        """The model's part for several images: detection and scoring, no drawing."""
+        return self.predictor.predict_many(images, explain=self.explain, render=False)
+
+    def finish(self, image: Image.Image, prediction: Prediction) -> Analysis:
+        """Draw and encode the overlays of a prediction, as the result shape."""
+        if self.explain:
+            render_overlays(image, prediction)
+        return to_analysis(prediction, self.provenance)
+
+    def analyse(self, data: bytes) -> Analysis:
+        image = self.decode(data)
+        if self.batcher is not None:
+            prediction = self.batcher.submit(image)
+        else:
+            prediction = self.predict_group([image])[0]
+        return self.finish(image, prediction)

@@ -38,6 +38,8 @@ def load_predictor(settings: Settings) -> Predictor:
         device=settings.device,
         min_face_size=settings.min_face_size,
         min_face_probability=settings.min_face_probability,
+        detect_max_side=settings.detect_max_side,
+        stability_check=settings.stability_check,
     )
 
 
@@ -52,7 +54,12 @@ def get_runtime(settings: Settings, app: Any) -> WorkerRuntime:
     """The runtime of this process; built on first use, so always after any fork."""
     key = (os.getpid(), id(app))
     if key not in _runtimes:
-        detector = PredictorDetector(load_predictor(settings), max_pixels=settings.max_pixels)
+        detector = PredictorDetector(
+            load_predictor(settings),
+            max_pixels=settings.max_pixels,
+            batch_size=settings.worker_batch_size,
+            batch_wait_seconds=settings.batch_wait_ms / 1000,
+        )
         _runtimes[key] = WorkerRuntime(get_services(settings, app).jobs, detector)
     return _runtimes[key]
 
