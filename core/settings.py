@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     # images through face detection and the classifier together; 1: one job at a time.
     worker_batch_size: int = Field(8, ge=1, le=256)
     batch_wait_ms: float = Field(20, ge=0, le=5000)  # how long a batch waits to fill up
-    detect_max_side: int = Field(1024, ge=64)  # MTCNN sees the image shrunk to this longer side
+    detect_max_side: int = Field(512, ge=64)  # MTCNN sees the image shrunk to this longer side
     # Re-score each face after a mild re-encode; a verdict that flips becomes `uncertain`.
     stability_check: bool = True
     task_max_retries: int = Field(3, ge=0)

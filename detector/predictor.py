@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from unmask.detector.config import ModelConfig
-from unmask.detector.faces import Face, FaceDetector, crop_face, crop_region
+from unmask.detector.faces import DETECT_MAX_SIDE, Face, FaceDetector, Working, crop_face, crop_region
 from unmask.detector.gradcam import GradCam
 from unmask.detector.overlay import blend_heatmap, whole_image_overlay
 from unmask.detector.registry import LoadedModel, load_model
@@ -58,6 +60,22 @@ def reencoded(image: Image.Image, region: tuple[int, int, int, int], crop_size: 
     buf.seek(0)
     with Image.open(buf) as degraded:
         return degraded.convert("RGB").resize((crop_size, crop_size), Image.Resampling.BILINEAR)
+
+
+class Stopwatch:
+    """Adds the seconds each `with clock(stage):` block takes to a dict (or to nothing)."""
+
+    def __init__(self, into: dict[str, float] | None) -> None:
+        self.into = into
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.into is not None:
+                self.into[stage] = self.into.get(stage, 0.0) + time.perf_counter() - start
 
 
 @dataclass
@@ -122,7 +140,7 @@ class Predictor:
         device: str = "auto",
         min_face_size: int = 20,
         min_face_probability: float = 0.9,
-        detect_max_side: int = 1024,
+        detect_max_side: int = DETECT_MAX_SIDE,
         stability_check: bool = True,
     ) -> Predictor:
         dev = pick_device(device)
@@ -167,49 +185,67 @@ class Predictor:
         return self.predict_many([image], explain=explain)[0]
 
     def predict_many(
-        self, images: Sequence[Image.Image], *, explain: bool = True, render: bool = True
+        self,
+        images: Sequence[Image.Image],
+        *,
+        explain: bool = True,
+        render: bool = True,
+        timings: dict[str, float] | None = None,
+        working: Sequence[Working | None] | None = None,
     ) -> list[Prediction]:
         """predict() for many images at once: one batched face detection, then every face of
         every image through the model in batches. render=False leaves the overlays to `render_overlays`,
-        so a caller can draw them outside the thread that owns the model."""
+        so a caller can draw them outside the thread that owns the model. Seconds spent per stage
+        are added to `timings` when one is given; `working` are the detector's working images,
+        when the caller made them already."""
         cfg = self.config
-        per_image = [[FacePrediction(face=f) for f in found] for found in self.detector.detect_many(images)]
+        clock = Stopwatch(timings)
+        with clock("detect"):
+            found = self.detector.detect_many(images, working)
+        per_image = [[FacePrediction(face=f) for f in faces] for faces in found]
         usable = [
             (image, fp) for image, faces in zip(images, per_image) for fp in faces if fp.face.skipped is None
         ]
         for image, fp in usable:
             fp.region = crop_region(fp.face.box, cfg.crop_size, cfg.margin, image.size)
             fp.crop = crop_face(image, fp.face.box, cfg.crop_size, cfg.margin)
-        scores = self.score_crops([fp.crop for _, fp in usable], explain)  # type: ignore[misc]
-        again = self._rescored(usable) if self.stability_check else [None] * len(usable)
-        for (_, fp), prob, cam, second in zip(usable, scores.probabilities, scores.cams, again):
-            self._decide(fp, float(prob), second)
+        with clock("classify_explain"):
+            scores = self.score_crops([fp.crop for _, fp in usable], explain)  # type: ignore[misc]
+        for (_, fp), prob, cam in zip(usable, scores.probabilities, scores.cams):
+            fp.fake_probability = round(float(prob), 6)
+            fp.verdict = cfg.thresholds.verdict(float(prob))
             fp.cam = cam
             if explain:
                 fp.explanation = "gradcam" if cam is not None else "none"
+        if self.stability_check:
+            # Only a decided verdict can flip; `uncertain` already says what the check would.
+            decided = [(image, fp) for image, fp in usable if fp.verdict != "uncertain"]
+            with clock("reencode_check"):
+                again = self._rescored(decided)
+            for (_, fp), prob in zip(decided, again):
+                self._check(fp, prob)
         predictions = [self._summarise(image, faces) for image, faces in zip(images, per_image)]
         if explain and render:
-            for image, prediction in zip(images, predictions):
-                render_overlays(image, prediction)
+            with clock("render"):
+                for image, prediction in zip(images, predictions):
+                    render_overlays(image, prediction)
         return predictions
 
-    def _rescored(self, usable: Sequence[tuple[Image.Image, FacePrediction]]) -> list[float | None]:
+    def _rescored(self, usable: Sequence[tuple[Image.Image, FacePrediction]]) -> list[float]:
         """Scores of the same faces after a mild re-encode (one more forward pass, no gradients)."""
+        if not usable:
+            return []
         crops = [reencoded(image, fp.region, self.config.crop_size) for image, fp in usable]
         return [float(p) for p in self.score_crops(crops, explain=False).probabilities]
 
-    def _decide(self, fp: FacePrediction, prob: float, reencoded_prob: float | None) -> None:
-        thresholds = self.config.thresholds
-        fp.fake_probability = round(prob, 6)
-        fp.verdict = thresholds.verdict(prob)
-        if reencoded_prob is None:
-            return
+    def _check(self, fp: FacePrediction, reencoded_prob: float) -> None:
+        """Make a verdict that the re-encoded face does not share `uncertain`, with the reason."""
         fp.reencoded_probability = round(reencoded_prob, 6)
-        other = thresholds.verdict(reencoded_prob)
-        if fp.verdict != "uncertain" and other != fp.verdict:
+        other = self.config.thresholds.verdict(reencoded_prob)
+        if other != fp.verdict:
             fp.reason = (
-                f"unstable: {fp.verdict} at {prob:.3f} but {other} at {reencoded_prob:.3f} "
-                f"after re-encoding at {REENCODE_SCALE}x, JPEG q{REENCODE_QUALITY}"
+                f"unstable: {fp.verdict} at {fp.fake_probability:.3f} but {other} at "
+                f"{reencoded_prob:.3f} after re-encoding at {REENCODE_SCALE}x, JPEG q{REENCODE_QUALITY}"
             )
             fp.verdict = "uncertain"
 

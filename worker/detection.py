@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+from dataclasses import dataclass
 
 from PIL import Image
 
@@ -12,7 +13,7 @@ from unmask import __version__
 from unmask.core.exceptions import JobFailed
 from unmask.core.results import Analysis, FaceResult, ImageResult, ImageSize, Overlays, Provenance
 from unmask.detector.errors import DetectorError
-from unmask.detector.faces import decode_image
+from unmask.detector.faces import Working, decode_image
 from unmask.detector.predictor import Prediction, Predictor, render_overlays
 from unmask.worker.batching import Batcher
 
@@ -73,6 +74,12 @@ def to_analysis(prediction: Prediction, model: Provenance) -> Analysis:
     return Analysis(result, overlays)
 
 
+@dataclass(frozen=True)
+class Decoded:
+    image: Image.Image
+    working: Working | None
+
+
 class PredictorDetector:
     """Adapts a loaded Predictor to core's Detector port; detector errors become job failures.
 
@@ -93,30 +100,38 @@ class PredictorDetector:
         self.max_pixels = max_pixels
         self.explain = explain
         self.provenance = provenance(predictor)
-        self.batcher: Batcher[Image.Image, Prediction] | None = None
+        self.batcher: Batcher[Decoded, Prediction] | None = None
         if batch_size > 1:
             self.batcher = Batcher(self.predict_group, max_size=batch_size, max_wait=batch_wait_seconds)
 
-    def decode(self, data: bytes) -> Image.Image:
+    def decode(self, data: bytes) -> Decoded:
+        """The image, and the shrunk copy face detection looks at (made here, in the caller's
+        thread, so the thread that owns the model only runs the model)."""
         try:
-            return decode_image(data, max_pixels=self.max_pixels)
+            image = decode_image(data, max_pixels=self.max_pixels)
         except DetectorError as exc:
             raise JobFailed(exc.message, code=exc.code) from exc
+        return Decoded(image, self.predictor.detector.working_image(image))
 
-    def predict_group(self, images: list[Image.Image]) -> list[Prediction]:
+    def predict_group(self, decoded: list[Decoded]) -> list[Prediction]:
         """The model's part for several images: detection and scoring, no drawing."""
-        return self.predictor.predict_many(images, explain=self.explain, render=False)
+        return self.predictor.predict_many(
+            [d.image for d in decoded],
+            explain=self.explain,
+            render=False,
+            working=[d.working for d in decoded],
+        )
 
-    def finish(self, image: Image.Image, prediction: Prediction) -> Analysis:
+    def finish(self, decoded: Decoded, prediction: Prediction) -> Analysis:
         """Draw and encode the overlays of a prediction, as the result shape."""
         if self.explain:
-            render_overlays(image, prediction)
+            render_overlays(decoded.image, prediction)
         return to_analysis(prediction, self.provenance)
 
     def analyse(self, data: bytes) -> Analysis:
-        image = self.decode(data)
+        decoded = self.decode(data)
         if self.batcher is not None:
-            prediction = self.batcher.submit(image)
+            prediction = self.batcher.submit(decoded)
         else:
-            prediction = self.predict_group([image])[0]
-        return self.finish(image, prediction)
+            prediction = self.predict_group([decoded])[0]
+        return self.finish(decoded, prediction)
