@@ -142,10 +142,9 @@ def run_reference(images: list[bytes], device: str, out: Path) -> dict:
 
 def run_unmask(images: list[bytes], device: str, out: Path, batch: int) -> dict:
     """Unmask's worker path: `batch` threads, one image each, sharing the model."""
+    from unmask.core.settings import Settings
     from unmask.detector.predictor import Predictor
     from unmask.worker.detection import PredictorDetector
-
-    from unmask.core.settings import Settings
 
     settings = Settings()  # the worker's defaults (and UNMASK_* from the environment)
     predictor = Predictor.from_settings(

@@ -105,6 +105,20 @@ def parser() -> argparse.ArgumentParser:
         help="an `unmask evaluate` report folder to tabulate; repeatable",
     )
 
+    cal = sub.add_parser(
+        "calibrate",
+        help="set a model's calibration and verdict thresholds from out-of-source predictions",
+        description="Refit Platt scaling and choose thresholds on predictions for sources the model "
+        "never saw (`unmask evaluate` reports of LOSO folds or held-out sources): `fake` only where "
+        "at most --max-fpr of those reals score, `real` only where at most --max-miss of those fakes "
+        "score, `uncertain` in between. Writes the same weights with the new metadata.",
+    )
+    cal.add_argument("reports", nargs="+", type=Path, help="`unmask evaluate` output folders")
+    cal.add_argument("--weights", type=Path, required=True, help="the checkpoint those reports scored")
+    cal.add_argument("--out", type=Path, required=True, help="where to write the recalibrated checkpoint")
+    cal.add_argument("--max-fpr", type=float, default=0.05)
+    cal.add_argument("--max-miss", type=float, default=0.05)
+
     tr = sub.add_parser("train", help="train and calibrate a classifier")
     tr.add_argument("--data", type=Path, required=True)
     tr.add_argument("--out", type=Path, required=True)

@@ -293,6 +293,34 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_calibrate(args: argparse.Namespace) -> int:
+    import torch
+
+    from unmask.detector.registry import config_for, file_sha256, read_checkpoint, resolve_weights
+    from unmask.training.thresholds import read_predictions, report_markdown, threshold_report
+
+    for limit in (args.max_fpr, args.max_miss):
+        if not 0 <= limit < 1:
+            raise InvalidInput("--max-fpr and --max-miss must be in [0, 1)")
+    path = resolve_weights("", args.weights)
+    data = read_predictions(args.reports)
+    if data.weights_sha256 and data.weights_sha256 != file_sha256(path):
+        raise InvalidInput(f"the reports scored weights {data.weights_sha256[:12]}…, not {path}")
+    checkpoint = read_checkpoint(path)
+    config = config_for(checkpoint, None)
+    fitted, report = threshold_report(data, config, max_fpr=args.max_fpr, max_miss=args.max_miss)
+    report["reports"] = [str(r) for r in args.reports]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_suffix(args.out.suffix + ".tmp")
+    torch.save({**checkpoint, "unmask_model": fitted.to_dict(), "verdict_thresholds": report}, tmp)
+    tmp.replace(args.out)
+    (args.out.parent / f"{args.out.stem}-thresholds.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out.parent / f"{args.out.stem}-thresholds.md").write_text(report_markdown(report))
+    print(report_markdown(report))
+    print(f"weights: {args.out} (sha256 {file_sha256(args.out)})")
+    return 0
+
+
 def run_card(args: argparse.Namespace) -> int:
     from unmask.training.card import write_model_card
 

@@ -1,0 +1,251 @@
+"""Submission latency of the API under many concurrent clients, on loopback.
+
+    python bench/api_load.py [--clients 100] [--seconds 20] [--rate 100] [--threads 32]
+
+Starts SeaweedFS, a scratch Postgres database and `unmask api` as its own process (Redis db 14 as
+the broker; no worker, so jobs stay queued), then `--clients` clients, each on its own keep-alive
+connection, POST a 20 KB JPEG to /v1/jobs:
+
+- closed loop: every client sends its next request as soon as the last one is answered (the
+  most load those clients can make; latency then grows with the queue they build);
+- open loop (`--rate` requests/s, Poisson arrivals spread over the same clients): latency is
+  measured from each request's scheduled time, so a slow server is not hidden by clients
+  that waited for it.
+
+Writes bench/results/api-load.json and a section of bench/RESULTS.md. The load generator runs
+on the same cores as the API; its own CPU use is in the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests import services  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "api-load.json"
+RESULTS_MD = ROOT / "bench" / "RESULTS.md"
+BROKER = services.REDIS_URL.rsplit("/", 1)[0] + "/14"
+
+
+def picture() -> bytes:
+    from PIL import Image
+
+    image = Image.open(ROOT / "tests" / "fixtures" / "labelled" / "real" / "studio__128_03.jpg")
+    buf = io.BytesIO()
+    image.convert("RGB").resize((256, 256)).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 1)
+
+
+def stats(latencies: list[float], errors: int, seconds: float) -> dict:
+    return {
+        "requests": len(latencies),
+        "errors": errors,
+        "requests_per_s": round(len(latencies) / seconds, 1),
+        "p50_ms": percentile(latencies, 0.50),
+        "p90_ms": percentile(latencies, 0.90),
+        "p99_ms": percentile(latencies, 0.99),
+        "max_ms": round(max(latencies) * 1000, 1),
+    }
+
+
+def closed_loop(url: str, key: str, body: bytes, clients: int, seconds: float) -> dict:
+    import requests
+
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+    stop_at = time.monotonic() + seconds
+
+    def client() -> None:
+        nonlocal errors
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {key}"
+        while time.monotonic() < stop_at:
+            start = time.perf_counter()
+            response = session.post(f"{url}/v1/jobs", files={"image": ("face.jpg", body, "image/jpeg")})
+            took = time.perf_counter() - start
+            with lock:
+                if response.status_code == 202:
+                    latencies.append(took)
+                else:
+                    errors += 1
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return {"mode": "closed", "clients": clients, **stats(latencies, errors, seconds)}
+
+
+def open_loop(url: str, key: str, body: bytes, clients: int, seconds: float, rate: float) -> dict:
+    import queue
+
+    import requests
+
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+    due: queue.Queue[float | None] = queue.Queue()
+
+    def client() -> None:
+        nonlocal errors
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {key}"
+        while (scheduled := due.get()) is not None:
+            time.sleep(max(0.0, scheduled - time.perf_counter()))
+            response = session.post(f"{url}/v1/jobs", files={"image": ("face.jpg", body, "image/jpeg")})
+            took = time.perf_counter() - scheduled
+            with lock:
+                if response.status_code == 202:
+                    latencies.append(took)
+                else:
+                    errors += 1
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    rng = random.Random(0)
+    at = time.perf_counter() + 0.5
+    end = at + seconds
+    while at < end:
+        due.put(at)
+        at += rng.expovariate(rate)
+    for _ in threads:
+        due.put(None)
+    for t in threads:
+        t.join()
+    return {"mode": "open", "clients": clients, "rate_per_s": rate, **stats(latencies, errors, seconds)}
+
+
+def api_process(env: dict[str, str], port: int, threads: int, log: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "unmask",
+            "api",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--threads",
+            str(threads),
+        ],
+        env={**os.environ, **env},
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--rate", type=float, default=100, help="open-loop requests/s")
+    parser.add_argument("--threads", type=int, default=32, help="the API's waitress threads")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    from unmask.core.keys import KeyService
+    from unmask.migrations import upgrade
+    from unmask.storage.db import make_engine, make_session_factory
+
+    body = picture()
+    with (
+        tempfile.TemporaryDirectory(prefix="unmask-load-") as tmp,
+        services.seaweedfs(Path(tmp) / "s3") as s3,
+        services.scratch_database() as db_url,
+    ):
+        upgrade(db_url)
+        key = KeyService(sessions=make_session_factory(make_engine(db_url))).create(tenant="load")[1]
+        env = {
+            "UNMASK_DATA_DIR": str(Path(tmp) / "data"),
+            "UNMASK_DATABASE_URL": db_url,
+            "UNMASK_BROKER_URL": BROKER,
+            "UNMASK_STORE": "s3",
+            "UNMASK_S3_ENDPOINT_URL": s3,
+            "UNMASK_S3_ACCESS_KEY": services.S3_ACCESS,
+            "UNMASK_S3_SECRET_KEY": services.S3_SECRET,
+            "UNMASK_S3_BUCKET": "load",
+            "UNMASK_SECRET_KEY": "load-test-secret",
+            "UNMASK_RATE_LIMIT": "100000/second",
+        }
+        port = services.free_port()
+        proc = api_process(env, port, args.threads, Path(tmp) / "api.log")
+        try:
+            services.wait_for_port(port, 60)
+            url = f"http://127.0.0.1:{port}"
+            closed_loop(url, key, body, 8, 2)  # warm-up: connections, pools, caches
+            runs = []
+            for mode in ("closed", "open"):
+                cpu, wall = cpu_seconds(proc.pid), time.monotonic()
+                if mode == "closed":
+                    run = closed_loop(url, key, body, args.clients, args.seconds)
+                else:
+                    run = open_loop(url, key, body, args.clients, args.seconds, args.rate)
+                run["api_cpu_share"] = round((cpu_seconds(proc.pid) - cpu) / (time.monotonic() - wall), 2)
+                runs.append(run)
+                print(json.dumps(run), flush=True)
+        finally:
+            services.stop(proc)
+            services.flush_redis(BROKER)
+    report = {
+        "command": "python bench/api_load.py " + " ".join(sys.argv[1:]),
+        "api_threads": args.threads,
+        "body_bytes": len(body),
+        "runs": runs,
+        "machine": {
+            "host": platform.node(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        },
+    }
+    if not args.no_write:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+        lines = [
+            f"\n### {report['machine']['date']} · API submissions · {os.cpu_count()} CPUs, loopback\n",
+            f"`{report['command']}` (waitress threads {args.threads}, {len(body)} B uploads)\n",
+            "| mode | clients | offered /s | served /s | p50 ms | p90 ms | p99 ms | errors | API cores |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in runs:
+            lines.append(
+                f"| {r['mode']} | {r['clients']} | {r.get('rate_per_s', '–')} | {r['requests_per_s']} | "
+                f"{r['p50_ms']} | {r['p90_ms']} | {r['p99_ms']} | {r['errors']} | {r['api_cpu_share']} |"
+            )
+        with RESULTS_MD.open("a") as fh:
+            fh.write("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
