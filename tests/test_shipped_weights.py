@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from tests.conftest import LABELLED
 from unmask.detector.faces import decode_image
 from unmask.detector.predictor import Predictor
 from unmask.detector.registry import DEFAULT_MODEL, DEFAULT_WEIGHTS, WEIGHTS_DIR
@@ -18,9 +19,24 @@ def test_default_weights_load_and_score(face_bytes):
     assert 0 < config.thresholds.real <= config.thresholds.fake < 1
     card = (WEIGHTS_DIR / "MODEL_CARD.md").read_text()
     assert predictor.model.weights_sha256 in card
+    # The thresholds come from out-of-source predictions of the very tensors the training run made.
     report = json.loads((WEIGHTS_DIR / "training-metrics.json").read_text())
-    assert report["weights_sha256"] == predictor.model.weights_sha256
-    assert report["model"]["thresholds"] == {"real": config.thresholds.real, "fake": config.thresholds.fake}
+    chosen = json.loads((WEIGHTS_DIR / "unmask-irv1-thresholds.json").read_text())
+    assert chosen["weights_sha256"] == report["weights_sha256"]
+    assert chosen["thresholds"] == {"real": config.thresholds.real, "fake": config.thresholds.fake}
+    assert chosen["all"]["false_positive_rate"] <= 0.05 and chosen["all"]["miss_rate"] <= 0.05
     pred = predictor.predict(decode_image(face_bytes))
     assert len(pred.faces) == 1 and 0 <= pred.fake_probability <= 1
     assert pred.verdict in ("real", "fake", "uncertain")
+
+
+def test_the_trained_model_explains_the_faces_it_scores_as_fake():
+    predictor = Predictor.from_settings(weights=None, model_name=DEFAULT_MODEL, device="cpu")
+    fake_scored = []
+    for path in sorted((LABELLED / "fake").glob("*.jpg")):
+        for face in predictor.predict(decode_image(path.read_bytes())).faces:
+            assert face.explanation == "gradcam"  # a map with evidence on every fake fixture
+            assert face.cam.max() == 1.0 and face.cam.min() == 0.0 and face.overlay is not None
+            if face.fake_probability >= predictor.config.thresholds.fake:
+                fake_scored.append(face)
+    assert fake_scored, "no fixture scored past the fake threshold"
