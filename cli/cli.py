@@ -177,6 +177,15 @@ def parser() -> argparse.ArgumentParser:
         default=0.0,
         help="weight of a gradient-reversed, class-conditional source classifier (0 = off)",
     )
+    tr.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="DataLoader processes making augmented examples (default: CPUs - 2 on a GPU, 0 on CPU)",
+    )
+    tr.add_argument(
+        "--amp", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast on a GPU"
+    )
     tr.add_argument("--samples-per-epoch", type=int, default=None)
     tr.add_argument("--max-steps", type=int, default=None, help="pause (resumably) after N steps")
     tr.add_argument("--checkpoint-every", type=int, default=50)

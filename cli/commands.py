@@ -340,6 +340,13 @@ def run_card(args: argparse.Namespace) -> int:
     return 0
 
 
+def default_workers(device: str) -> int:
+    """Example-making processes: most of the CPUs when a GPU waits on them, none on a CPU run."""
+    from unmask.detector.predictor import pick_device
+
+    return max(0, (os.cpu_count() or 1) - 2) if pick_device(device).type == "cuda" else 0
+
+
 def run_train(args: argparse.Namespace) -> int:
     from unmask.training.fit import fit_model
     from unmask.training.train import TrainOptions
@@ -358,6 +365,8 @@ def run_train(args: argparse.Namespace) -> int:
         source_adversary=args.source_adversary,
         init_weights=str(args.init_weights) if args.init_weights else None,
         pretrained=args.pretrained,
+        workers=args.workers if args.workers is not None else default_workers(args.device),
+        amp=args.amp,
         samples_per_epoch=args.samples_per_epoch,
         checkpoint_every=args.checkpoint_every,
         max_steps=args.max_steps,

@@ -34,15 +34,20 @@ def pick_device(name: str = "auto") -> torch.device:
 def to_model_input(crops: Sequence[Image.Image | np.ndarray], config: ModelConfig) -> torch.Tensor:
     """Crops (H x W x 3, 0..255) -> normalised N x 3 x S x S tensor, as the model config says."""
     arrays = [np.asarray(c, dtype=np.uint8) for c in crops]
-    batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float()
-    if batch.shape[-1] != config.input_size or batch.shape[-2] != config.input_size:
-        batch = F.interpolate(
-            batch, size=(config.input_size, config.input_size), mode="bilinear", align_corners=False
+    return normalise(torch.from_numpy(np.stack(arrays)), config)
+
+
+def normalise(batch: torch.Tensor, config: ModelConfig) -> torch.Tensor:
+    """N x H x W x 3 uint8 (on any device) -> the model's N x 3 x S x S float input."""
+    out = batch.permute(0, 3, 1, 2).float()
+    if out.shape[-1] != config.input_size or out.shape[-2] != config.input_size:
+        out = F.interpolate(
+            out, size=(config.input_size, config.input_size), mode="bilinear", align_corners=False
         )
-    batch = batch / 255.0
-    mean = torch.tensor(config.mean).view(1, 3, 1, 1)
-    std = torch.tensor(config.std).view(1, 3, 1, 1)
-    return (batch - mean) / std
+    out = out / 255.0
+    mean = torch.tensor(config.mean, device=out.device).view(1, 3, 1, 1)
+    std = torch.tensor(config.std, device=out.device).view(1, 3, 1, 1)
+    return (out - mean) / std
 
 
 # The re-encoding a face's verdict must survive to be stated with confidence: the crop's region

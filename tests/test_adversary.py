@@ -71,8 +71,9 @@ def test_the_adversary_changes_what_the_model_learns(tmp_path):
     adv = Trainer(config, data, tmp_path / "q", TrainOptions(**base, source_adversary=1.0), cpu)
     assert adv.source_names == ["a", "b"] and plain.adversary is None
     indices = np.arange(4)
-    plain.train_step(indices, global_step=50)
-    adv.train_step(indices, global_step=50)
+    crops, labels = torch.from_numpy(data.crops[indices]), torch.from_numpy(data.labels[indices])
+    plain.train_step(crops, labels, indices, global_step=50)
+    adv.train_step(crops, labels, indices, global_step=50)
     assert not torch.equal(plain.model.features[0].weight, adv.model.features[0].weight)
 
 
@@ -140,3 +141,16 @@ def test_fine_tuning_starts_from_the_given_weights(tmp_path, test_weights):
         Trainer(
             MODELS["unmask-small"], data, tmp_path / "s", TrainOptions(init_weights=str(test_weights)), cpu
         )
+
+
+def test_examples_made_in_worker_processes_train_the_same_model(tmp_path):
+    data = random_crops(8)
+    config = MODELS["unmask-small"]
+    cpu = torch.device("cpu")
+    opts = dict(epochs=1, batch_size=4, samples_per_epoch=24, seed=3, sbi_ratio=0.5)
+    here, _ = train(config, data, data, tmp_path / "here", TrainOptions(**opts), cpu)
+    workers, _ = train(config, data, data, tmp_path / "workers", TrainOptions(**opts, workers=2), cpu)
+    for (name, a), b in zip(here.state_dict().items(), workers.state_dict().values()):
+        assert torch.equal(a, b), name
+    history = json.loads((tmp_path / "workers" / "history.json").read_text())
+    assert history[0]["train_images_per_second"] > 0

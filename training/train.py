@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from unmask.detector.config import ModelConfig
-from unmask.detector.predictor import to_model_input
+from unmask.detector.predictor import normalise
 from unmask.detector.registry import ARCHITECTURES, PRETRAINED, load_state, read_checkpoint
 from unmask.training.adversary import SourceAdversary, adversary_strength
 from unmask.training.augment import augment
@@ -46,6 +47,9 @@ class TrainOptions:
     max_steps: int | None = None  # stop (resumably) after this many steps in this call
     val_sources: list[str] = field(default_factory=list)
     init_weights: str | None = None  # start from these weights (same architecture) instead of random
+    workers: int = 0  # DataLoader processes making augmented examples; 0: in the training process
+    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    channels_last: bool = True  # NHWC memory layout on CUDA (ignored on CPU)
     pretrained: bool = True  # without init_weights: start from published weights where the arch has them
 
 
@@ -119,6 +123,9 @@ class Trainer:
             sha = PRETRAINED[config.arch](self.model)
             log.info("%s starts from published weights (sha256 %s)", config.arch, sha[:12])
         self.model.to(device)
+        if device.type == "cuda" and options.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.images_per_second = 0.0
         self.source_names = sorted(set(train.sources.tolist()))
         self.source_index = np.searchsorted(self.source_names, train.sources)
         self.adversary: SourceAdversary | None = None
@@ -196,19 +203,24 @@ class Trainer:
         log.info("resumed at epoch %d step %d", self.epoch, self.step)
         return True
 
-    def train_step(self, indices: np.ndarray, global_step: int) -> float:
-        crops, labels = [], []
-        for i, index in enumerate(indices):
-            rng = np.random.default_rng([self.opt.seed, global_step, i])
-            crop, label = make_example(self.data, int(index), rng, self.opt.sbi_ratio, self.opt.xray_ratio)
-            crops.append(crop)
-            labels.append(label)
-        batch = to_model_input(crops, self.config).to(self.device)
-        target = torch.tensor(labels, dtype=torch.float32, device=self.device)
+    @property
+    def on_cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    def train_step(
+        self, crops: torch.Tensor, labels: torch.Tensor, indices: np.ndarray, global_step: int
+    ) -> float:
+        """One optimiser step on a batch of augmented uint8 crops (N x S x S x 3)."""
+        batch = normalise(crops.to(self.device, non_blocking=True), self.config)
+        if self.on_cuda and self.opt.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        target = labels.to(self.device, dtype=torch.float32, non_blocking=True)
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr_at(global_step)
         self.model.train()
-        loss = self.loss_fn(self.model(batch).reshape(-1), target)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.on_cuda and self.opt.amp):
+            logits = self.model(batch).reshape(-1).float()
+        loss = self.loss_fn(logits, target)
         if self.adversary is not None and self._embedding is not None:
             self.adversary.train()
             sources = torch.as_tensor(self.source_index[indices], device=self.device)
@@ -219,6 +231,18 @@ class Trainer:
         loss.backward()
         self.optimizer.step()
         return float(loss.detach())
+
+    def batches(self, order: np.ndarray) -> DataLoader:
+        """The rest of this epoch's batches, made in `workers` processes when asked."""
+        steps = EpochSteps(self.data, order, self.opt, self.epoch * self.steps_per_epoch)
+        return DataLoader(
+            steps,
+            batch_size=None,
+            sampler=range(self.step, self.steps_per_epoch),
+            num_workers=self.opt.workers,
+            pin_memory=self.on_cuda,
+            prefetch_factor=4 if self.opt.workers else None,
+        )
 
     def run_epoch(self, budget: int | None) -> tuple[bool, int]:
         """Train the rest of the current epoch; returns (finished, steps taken)."""
@@ -231,20 +255,45 @@ class Trainer:
             unit="step",
             mininterval=5.0,
         )
-        while self.step < self.steps_per_epoch:
+        started, images = time.monotonic(), 0
+        for crops, labels in self.batches(order):
             if budget is not None and taken >= budget:
                 bar.close()
                 return False, taken
             global_step = self.epoch * self.steps_per_epoch + self.step
             torch.manual_seed(self.opt.seed * 1_000_003 + global_step)
-            losses.append(self.train_step(order[self.step * bs : (self.step + 1) * bs], global_step))
-            self.step, taken = self.step + 1, taken + 1
+            indices = order[self.step * bs : (self.step + 1) * bs]
+            losses.append(self.train_step(crops, labels, indices, global_step))
+            self.step, taken, images = self.step + 1, taken + 1, images + len(labels)
             bar.update(1)
-            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+            rate = images / max(time.monotonic() - started, 1e-9)
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", img_s=f"{rate:.0f}")
             if self.step % self.opt.checkpoint_every == 0:
                 self.save()
         bar.close()
+        self.images_per_second = round(images / max(time.monotonic() - started, 1e-9), 1)
         return True, taken
+
+
+class EpochSteps(Dataset):
+    """Step k of an epoch: its augmented examples (uint8 crops and labels). Each example is
+    seeded by (seed, global step, position), so any worker makes the same batch."""
+
+    def __init__(self, data: CropSet, order: np.ndarray, options: TrainOptions, first_step: int) -> None:
+        self.data, self.order, self.opt, self.first_step = data, order, options, first_step
+
+    def __len__(self) -> int:
+        return len(self.order) // self.opt.batch_size
+
+    def __getitem__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        bs, global_step = self.opt.batch_size, self.first_step + step
+        crops, labels = [], []
+        for i, index in enumerate(self.order[step * bs : (step + 1) * bs]):
+            rng = np.random.default_rng([self.opt.seed, global_step, i])
+            crop, label = make_example(self.data, int(index), rng, self.opt.sbi_ratio, self.opt.xray_ratio)
+            crops.append(crop)
+            labels.append(label)
+        return torch.from_numpy(np.stack(crops)), torch.tensor(labels)
 
 
 def predict_logits(
@@ -255,7 +304,7 @@ def predict_logits(
     out = []
     with torch.inference_mode():
         for start in range(0, len(crops), batch_size):
-            batch = to_model_input(list(crops[start : start + batch_size]), config).to(device)
+            batch = normalise(torch.from_numpy(crops[start : start + batch_size]).to(device), config)
             out.append(model(batch).reshape(-1).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0)
 
@@ -287,7 +336,11 @@ def train(
         if not done:
             trainer.save()
             return trainer.model, False
-        record = {"epoch": trainer.epoch + 1, "seconds": round(time.monotonic() - started, 1)}
+        record = {
+            "epoch": trainer.epoch + 1,
+            "seconds": round(time.monotonic() - started, 1),
+            "train_images_per_second": trainer.images_per_second,
+        }
         if on_epoch is not None:
             rows = epoch_validation_rows(len(val_set.labels), options.val_limit, options.seed)
             logits = predict_logits(trainer.model, config, val_set.crops[rows], device)
