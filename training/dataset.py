@@ -59,6 +59,7 @@ class CropSet:
     sources: np.ndarray
     paths: list[str]
     no_face: list[str]
+    dense: np.ndarray | None = None  # 68-point landmarks in crop pixels, when known
 
     def subset(self, mask: np.ndarray) -> CropSet:
         idx = np.flatnonzero(mask)
@@ -69,6 +70,7 @@ class CropSet:
             self.sources[idx],
             [self.paths[i] for i in idx],
             [],
+            None if self.dense is None else self.dense[idx],
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import platform
@@ -91,6 +92,11 @@ def training_machine(device: torch.device) -> str:
 
 
 def load_crops(data_dir: Path, cache_dir: Path, config: ModelConfig, device: torch.device) -> CropSet:
+    """Face crops of a labelled folder (cached), or of a file packed by `training.pack`."""
+    if data_dir.is_file():
+        from unmask.training.pack import load_packed
+
+        return load_packed(data_dir, config.crop_size)
     detector = FaceDetector(device=device, pyramid_min_size=40)
     return build_crops(scan_labelled(data_dir), cache_dir, detector, config.crop_size, config.margin)
 
@@ -160,8 +166,31 @@ def fit_model(
         "train_seconds": round(sum(h["seconds"] for h in read_history(run_dir)), 1),
     }
     (run_dir / "metrics.json").write_text(json.dumps(report, indent=2, default=str))
+    write_out_of_source(run_dir / "out-of-source" / "predictions.csv", val_set, held, logits, probs)
     write_model_card(run_dir / "MODEL_CARD.md", report, run_dir)
     return weights
+
+
+def write_out_of_source(
+    path: Path, val_set: CropSet, held: np.ndarray, logits: np.ndarray, probs: np.ndarray
+) -> None:
+    """The held-out sources' scores, raw logits included: what `unmask calibrate` chooses
+    thresholds on (for a LOSO sweep, the folds' files together)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["file", "label", "probability", "logit"])
+        for i in np.flatnonzero(held):
+            name = Path(val_set.paths[i]).name
+            label = "fake" if val_set.labels[i] == 1 else "real"
+            writer.writerow([f"{label}/{name}", label, f"{probs[i]:.6f}", f"{logits[i]:.6f}"])
+
+
+def source_names(data_dir: Path) -> list[str]:
+    """The sources of a labelled folder or of a packed crop file."""
+    if data_dir.is_file():
+        return sorted(set(np.load(data_dir, allow_pickle=False)["sources"].tolist()))
+    return sorted({item.source for item in scan_labelled(data_dir)})
 
 
 def fit_loso(
@@ -176,7 +205,7 @@ def fit_loso(
     calibrate_on: str = "in-source",
 ) -> dict[str, dict]:
     """Leave-one-source-out: one model per held-out source; resumable source by source."""
-    all_sources = sorted({item.source for item in scan_labelled(data_dir)})
+    all_sources = source_names(data_dir)
     results: dict[str, dict] = {}
     for source in sources or all_sources:
         sub = run_dir / f"loso-{source}"

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from unmask.detector.config import ModelConfig, Thresholds
 from unmask.training.dataset import InvalidData
@@ -36,6 +37,7 @@ class Predictions:
     probabilities: np.ndarray
     sources: np.ndarray
     weights_sha256: str | None
+    logits: np.ndarray | None = None  # raw model outputs, from LOSO folds' out-of-source files
 
 
 def source_of(filename: str) -> str:
@@ -45,9 +47,10 @@ def source_of(filename: str) -> str:
 
 
 def read_predictions(report_dirs: list[Path]) -> Predictions:
-    """predictions.csv (and the weights hash in metrics.json) of `unmask evaluate` reports.
+    """predictions.csv (and the weights hash in metrics.json) of `unmask evaluate` reports, or
+    the out-of-source/ folders of `unmask train` runs (whose rows carry raw logits).
     Images without a scored face are left out: they get no verdict to threshold."""
-    labels, probs, sources, hashes = [], [], [], set()
+    labels, probs, sources, logits, hashes = [], [], [], [], set()
     for folder in report_dirs:
         path = folder / "predictions.csv"
         if not path.is_file():
@@ -62,12 +65,16 @@ def read_predictions(report_dirs: list[Path]) -> Predictions:
                 labels.append(1 if row["label"] == "fake" else 0)
                 probs.append(float(row["probability"]))
                 sources.append(source_of(row["file"]))
+                logits.append(float(row["logit"]) if row.get("logit") not in (None, "") else None)
     hashes.discard(None)
     if len(hashes) > 1:
         raise InvalidData("the reports come from different weights; threshold one model at a time")
     if len(set(labels)) < 2:
         raise InvalidData("out-of-source predictions need both real and fake images")
-    return Predictions(np.array(labels), np.array(probs), np.array(sources), hashes.pop() if hashes else None)
+    raw = np.array(logits, dtype=np.float64) if all(v is not None for v in logits) else None
+    return Predictions(
+        np.array(labels), np.array(probs), np.array(sources), hashes.pop() if hashes else None, raw
+    )
 
 
 def logit(p: np.ndarray) -> np.ndarray:
@@ -130,9 +137,19 @@ def decided_metrics(labels: np.ndarray, probs: np.ndarray, thresholds: Threshold
 def threshold_report(
     data: Predictions, config: ModelConfig, *, max_fpr: float = 0.05, max_miss: float = 0.05
 ) -> tuple[ModelConfig, dict]:
-    """The recalibrated config with honest thresholds, and what they cost, per source."""
-    calibrated = recalibrate(config, data.probabilities, data.labels)
-    probs = apply_calibration(config, calibrated, data.probabilities)
+    """The recalibrated config with honest thresholds, and what they cost, per source.
+
+    With raw logits (LOSO folds: several models, each scoring the source it never saw), Platt
+    scaling is fitted on them directly and given to the model trained on every source, whose
+    logits are taken to be on the folds' scale. Without, the scores are the given model's own
+    probabilities, and its calibration is refitted on top."""
+    if data.logits is not None:
+        a, b = fit_platt(data.logits, data.labels)
+        calibrated = replace(config, calibration=(round(a, 8), round(b, 8))) if a > 0 else config
+        probs = calibrated.probability(torch.from_numpy(data.logits)).numpy().astype(np.float64)
+    else:
+        calibrated = recalibrate(config, data.probabilities, data.labels)
+        probs = apply_calibration(config, calibrated, data.probabilities)
     thresholds = honest_thresholds(data.labels, probs, max_fpr, max_miss)
     fitted = replace(
         calibrated, thresholds=Thresholds(real=round(thresholds.real, 6), fake=round(thresholds.fake, 6))

@@ -108,9 +108,11 @@ class Trainer:
         self, config: ModelConfig, train: CropSet, run_dir: Path, options: TrainOptions, device: torch.device
     ) -> None:
         if options.dense_landmarks and options.sbi_ratio + options.xray_ratio > 0:
-            from unmask.training.landmarks import Dense68
+            dense = train.dense
+            if dense is None:
+                from unmask.training.landmarks import Dense68
 
-            dense = Dense68(config.margin).many(train.crops, cache=run_dir / "landmarks68.npy")
+                dense = Dense68(config.margin).many(train.crops, cache=run_dir / "landmarks68.npy")
             train = replace(train, landmarks=dense)
         self.config, self.data, self.run_dir, self.opt = config, train, run_dir, options
         self.device = device
