@@ -14,6 +14,8 @@ declare -A recipes=(
   [balanced-sbi]="--balance --sbi-ratio 0.5"
   [sbi-only]="--balance --sbi-only --sbi-ratio 0.5"
   [balanced-sbi-adv]="--balance --sbi-ratio 0.5 --source-adversary 0.3"
+  [plain-sbi68]="--no-balance --sbi-ratio 0.25 --dense-landmarks"
+  [plain-blends68]="--no-balance --sbi-ratio 0.2 --xray-ratio 0.15 --dense-landmarks"
 )
 names=("$@"); [ ${#names[@]} -gt 0 ] || names=(plain plain-sbi25 balanced balanced-sbi sbi-only balanced-sbi-adv)
 run() {
@@ -27,6 +29,11 @@ run() {
     ${recipes[$name]:?unknown recipe $name} $resume >"$dir.log" 2>&1
 }
 mkdir -p "$out"
+# Build the crop cache once, before two runs would race to fill it.
+.venv/bin/python -c "import sys, torch; from pathlib import Path
+from unmask.detector.registry import MODELS; from unmask.training.fit import load_crops
+load_crops(Path(sys.argv[1]), Path(sys.argv[2]), MODELS['unmask-small'], torch.device('cpu'))" \
+  "$data" "${CACHE:-var/cache}"
 for ((i = 0; i < ${#names[@]}; i += 2)); do
   run "${names[i]}" &
   [ $((i + 1)) -lt ${#names[@]} ] && run "${names[i + 1]}" &

@@ -1,10 +1,11 @@
-"""Face crops packed into one small file, so training can run where the images are not: the GPU
+r"""Face crops packed into one small file, so training can run where the images are not: the GPU
 machine receives at most 64 MiB per call. Each crop is stored as a JPEG (128 px, quality 85,
 about 4 KB), with its label, source, MTCNN landmarks and, when dlib is installed, its 68-point
 landmarks; `unmask train --data crops.npz` reads it directly. The checkout travels with it (the
 shipped weights alone are 47 MB), so size the pack with --per-source, --size and --quality.
 
-    python -m unmask.training.pack ../shared/data/faces-v1 --out crops.npz --per-source 600
+    python -m unmask.training.pack ../shared/data/faces-v1 --out crops.npz \
+        --per-source 250 --size 112 --quality 80
 """
 
 from __future__ import annotations
@@ -82,8 +83,9 @@ def load_packed(path: Path, crop_size: int) -> CropSet:
 def main(argv: list[str] | None = None) -> int:
     import torch
 
+    from unmask.detector.faces import FaceDetector
     from unmask.detector.registry import MODELS
-    from unmask.training.fit import load_crops
+    from unmask.training.dataset import build_crops, scan_labelled
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -99,7 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     config = MODELS["unmask-irv1"]  # 160 px crops with a 16 px margin: what every model crops
-    data = load_crops(args.data, args.cache, config, torch.device("cpu"))
+    # The crops `unmask train` would cache for a folder (same detector settings, same cache).
+    detector = FaceDetector(device=torch.device("cpu"), pyramid_min_size=40)
+    data = build_crops(scan_labelled(args.data), args.cache, detector, config.crop_size, config.margin)
     if not args.no_dense:
         from unmask.training.landmarks import Dense68
 

@@ -182,7 +182,9 @@ def test_sigterm_lets_the_worker_finish_the_job_in_hand(tmp_path, test_weights, 
             ids = submit(http, url, face_bytes, 3)
             wait_until(lambda: statuses(sessions, ids).get("running", 0) >= 1, 60, "no job in hand")
             with sessions() as session:
-                in_hand = session.scalars(select(Job.id).where(Job.id.in_(ids), Job.status == "running")).all()
+                in_hand = session.scalars(
+                    select(Job.id).where(Job.id.in_(ids), Job.status == "running")
+                ).all()
             worker.send_signal(signal.SIGTERM)
             assert worker.wait(60) == 0  # a warm shutdown, not a kill
         with sessions() as session:
