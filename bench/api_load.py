@@ -35,10 +35,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.report import append_section  # noqa: E402
 from tests import services  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "api-load.json"
-RESULTS_MD = ROOT / "bench" / "RESULTS.md"
 BROKER = services.REDIS_URL.rsplit("/", 1)[0] + "/14"
 
 
@@ -68,59 +68,66 @@ def stats(latencies: list[float], errors: int, seconds: float) -> dict:
     }
 
 
-def closed_loop(url: str, key: str, body: bytes, clients: int, seconds: float) -> dict:
-    import requests
+class Submitter:
+    """Uploads from many client threads, each on its own keep-alive session; keeps the latency
+    of every accepted submission and counts the rest."""
 
-    latencies: list[float] = []
-    errors = 0
-    lock = threading.Lock()
+    def __init__(self, url: str, key: str, body: bytes) -> None:
+        self.url, self.key, self.body = url, key, body
+        self.latencies: list[float] = []
+        self.errors = 0
+        self.lock = threading.Lock()
+
+    def session(self):  # noqa: ANN201
+        import requests
+
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {self.key}"
+        return session
+
+    def submit(self, session, since: float) -> None:  # noqa: ANN001
+        """One upload; its latency counts from `since` (a perf_counter reading)."""
+        files = {"image": ("face.jpg", self.body, "image/jpeg")}
+        response = session.post(f"{self.url}/v1/jobs", files=files)
+        took = time.perf_counter() - since
+        with self.lock:
+            if response.status_code == 202:
+                self.latencies.append(took)
+            else:
+                self.errors += 1
+
+    def stats(self, seconds: float) -> dict:
+        return stats(self.latencies, self.errors, seconds)
+
+
+def closed_loop(url: str, key: str, body: bytes, clients: int, seconds: float) -> dict:
+    submitter = Submitter(url, key, body)
     stop_at = time.monotonic() + seconds
 
     def client() -> None:
-        nonlocal errors
-        session = requests.Session()
-        session.headers["Authorization"] = f"Bearer {key}"
+        session = submitter.session()
         while time.monotonic() < stop_at:
-            start = time.perf_counter()
-            response = session.post(f"{url}/v1/jobs", files={"image": ("face.jpg", body, "image/jpeg")})
-            took = time.perf_counter() - start
-            with lock:
-                if response.status_code == 202:
-                    latencies.append(took)
-                else:
-                    errors += 1
+            submitter.submit(session, time.perf_counter())
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return {"mode": "closed", "clients": clients, **stats(latencies, errors, seconds)}
+    return {"mode": "closed", "clients": clients, **submitter.stats(seconds)}
 
 
 def open_loop(url: str, key: str, body: bytes, clients: int, seconds: float, rate: float) -> dict:
     import queue
 
-    import requests
-
-    latencies: list[float] = []
-    errors = 0
-    lock = threading.Lock()
+    submitter = Submitter(url, key, body)
     due: queue.Queue[float | None] = queue.Queue()
 
     def client() -> None:
-        nonlocal errors
-        session = requests.Session()
-        session.headers["Authorization"] = f"Bearer {key}"
+        session = submitter.session()
         while (scheduled := due.get()) is not None:
             time.sleep(max(0.0, scheduled - time.perf_counter()))
-            response = session.post(f"{url}/v1/jobs", files={"image": ("face.jpg", body, "image/jpeg")})
-            took = time.perf_counter() - scheduled
-            with lock:
-                if response.status_code == 202:
-                    latencies.append(took)
-                else:
-                    errors += 1
+            submitter.submit(session, scheduled)
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
     for t in threads:
@@ -135,7 +142,7 @@ def open_loop(url: str, key: str, body: bytes, clients: int, seconds: float, rat
         due.put(None)
     for t in threads:
         t.join()
-    return {"mode": "open", "clients": clients, "rate_per_s": rate, **stats(latencies, errors, seconds)}
+    return {"mode": "open", "clients": clients, "rate_per_s": rate, **submitter.stats(seconds)}
 
 
 def api_process(env: dict[str, str], port: int, threads: int, log: Path) -> subprocess.Popen:
@@ -231,19 +238,36 @@ def main() -> int:
     if not args.no_write:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-        lines = [
-            f"\n### {report['machine']['date']} · API submissions · {os.cpu_count()} CPUs, loopback\n",
-            f"`{report['command']}` (waitress threads {args.threads}, {len(body)} B uploads)\n",
-            "| mode | clients | offered /s | served /s | p50 ms | p90 ms | p99 ms | errors | API cores |",
-            "|---|---|---|---|---|---|---|---|---|",
-        ]
-        for r in runs:
-            lines.append(
-                f"| {r['mode']} | {r['clients']} | {r.get('rate_per_s', '–')} | {r['requests_per_s']} | "
-                f"{r['p50_ms']} | {r['p90_ms']} | {r['p99_ms']} | {r['errors']} | {r['api_cpu_share']} |"
+        rows = [
+            (
+                r["mode"],
+                r["clients"],
+                r.get("rate_per_s", "–"),
+                r["requests_per_s"],
+                r["p50_ms"],
+                r["p90_ms"],
+                r["p99_ms"],
+                r["errors"],
+                r["api_cpu_share"],
             )
-        with RESULTS_MD.open("a") as fh:
-            fh.write("\n".join(lines) + "\n")
+            for r in runs
+        ]
+        append_section(
+            f"{report['machine']['date']} · API submissions · {os.cpu_count()} CPUs, loopback",
+            f"`{report['command']}` (waitress threads {args.threads}, {len(body)} B uploads)",
+            [
+                "mode",
+                "clients",
+                "offered /s",
+                "served /s",
+                "p50 ms",
+                "p90 ms",
+                "p99 ms",
+                "errors",
+                "API cores",
+            ],
+            rows,
+        )
     return 0
 
 

@@ -24,7 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.throughput import RESULTS_DIR, RESULTS_MD, make_images  # noqa: E402
+from bench.report import append_section  # noqa: E402
+from bench.throughput import RESULTS_DIR, make_images  # noqa: E402
 
 # The stack helper shortens the reconciler's clock for fault tests; measure with the defaults.
 PRODUCTION_CLOCKS = {
@@ -121,18 +122,27 @@ def main(args: argparse.Namespace) -> int:
     if not args.no_write:
         device = "cuda" if args.device.startswith("cuda") else "cpu"
         (RESULTS_DIR / f"throughput-e2e-{device}.json").write_text(json.dumps(report, indent=2) + "\n")
-        lines = [
-            f"\n### {report['machine']['date']} · end to end (API → Redis → worker → Postgres + S3) · "
-            f"{device}, {os.cpu_count()} CPUs · {args.size} px · {len(images)} images\n",
-            f"`{report['command']}`\n",
-            "| worker batch size | images/s | p50 job latency ms | p99 job latency ms | worker peak RSS MB |",
-            "|---|---|---|---|---|",
-        ]
-        for r in runs:
-            lines.append(
-                f"| {r['worker_batch_size']} | {r['images_per_s']} | {r['p50_latency_ms']} | "
-                f"{r['p99_latency_ms']} | {r['worker_peak_rss_mb']} |"
+        rows = [
+            (
+                r["worker_batch_size"],
+                r["images_per_s"],
+                r["p50_latency_ms"],
+                r["p99_latency_ms"],
+                r["worker_peak_rss_mb"],
             )
-        with RESULTS_MD.open("a") as fh:
-            fh.write("\n".join(lines) + "\n")
+            for r in runs
+        ]
+        append_section(
+            f"{report['machine']['date']} · end to end (API → Redis → worker → Postgres + S3) · "
+            f"{device}, {os.cpu_count()} CPUs · {args.size} px · {len(images)} images",
+            f"`{report['command']}`",
+            [
+                "worker batch size",
+                "images/s",
+                "p50 job latency ms",
+                "p99 job latency ms",
+                "worker peak RSS MB",
+            ],
+            rows,
+        )
     return 0

@@ -42,9 +42,12 @@ from pathlib import Path
 from PIL import Image, ImageFilter
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.report import append_section  # noqa: E402
+
 PORTRAITS = ROOT / "tests" / "fixtures" / "labelled"
 RESULTS_DIR = ROOT / "bench" / "results"
-RESULTS_MD = ROOT / "bench" / "RESULTS.md"
 
 
 def make_images(n: int, size: int, seed: int = 0) -> list[bytes]:
@@ -198,9 +201,10 @@ def run_unmask(images: list[bytes], device: str, out: Path, batch: int) -> dict:
         elapsed = time.perf_counter() - start
     # Thread stages overlap each other and the model; reported as time per image in that stage.
     stages = {
-        **{k: thread_stages[k] for k in ("decode",)},
+        "decode": thread_stages["decode"],
         **model_stages,
-        **{k: thread_stages[k] for k in ("encode", "store")},
+        "encode": thread_stages["encode"],
+        "store": thread_stages["store"],
     }
     name = "unmask-batch" if batch > 1 else "unmask-single"
     return summary(name, len(images), faces, elapsed, stages, device, batch=batch)
@@ -264,27 +268,26 @@ def machine(device: str) -> dict:
 def append_markdown(report: dict) -> None:
     m = report["machine"]
     where = m.get("card") or f"{m['cpus']}-core {m['processor']} CPU"
-    lines = [
-        f"\n### {m['date']} · {where} · {report['size']} px · {report['images']} images"
-        f"{' (quick)' if report['quick'] else ''}\n",
-        f"`{report['command']}`\n",
-        "| path | batch | images/s | faces/s | stage ms per image | peak RSS MB | GPU MB |",
-        "|---|---|---|---|---|---|---|",
+    quick = " (quick)" if report["quick"] else ""
+    rows = [
+        (
+            r["path"],
+            r["batch"],
+            r["images_per_s"],
+            r["faces_per_s"],
+            ", ".join(f"{k} {v}" for k, v in r["stage_ms_per_image"].items()),
+            r["peak_rss_mb"],
+            r["gpu_peak_mb"] if r["gpu_peak_mb"] is not None else "–",
+        )
+        for r in report["runs"]
     ]
-    for r in report["runs"]:
-        stage = ", ".join(f"{k} {v}" for k, v in r["stage_ms_per_image"].items())
-        lines.append(
-            f"| {r['path']} | {r['batch']} | {r['images_per_s']} | {r['faces_per_s']} | {stage} | "
-            f"{r['peak_rss_mb']} | {r['gpu_peak_mb'] if r['gpu_peak_mb'] is not None else '–'} |"
-        )
-    lines.append(f"\n**ratio** (Unmask batch ÷ reference, images/s): **{report['ratio']}×**\n")
-    if not RESULTS_MD.exists():
-        RESULTS_MD.write_text(
-            "# Benchmark results\n\nNewest last. Each section is one run of the command shown; "
-            "see each script's docstring for what it measures.\n"
-        )
-    with RESULTS_MD.open("a") as fh:
-        fh.write("\n".join(lines) + "\n")
+    append_section(
+        f"{m['date']} · {where} · {report['size']} px · {report['images']} images{quick}",
+        f"`{report['command']}`",
+        ["path", "batch", "images/s", "faces/s", "stage ms per image", "peak RSS MB", "GPU MB"],
+        rows,
+        f"**ratio** (Unmask batch ÷ reference, images/s): **{report['ratio']}×**",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -334,5 +337,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     raise SystemExit(main())
