@@ -20,4 +20,4 @@ RUN pip install --no-cache-dir . \
 USER unmask
 VOLUME ["/data"]
 EXPOSE 8000
-CMD ["unmask", "api", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["unmask", "api", "--host", "0.0.0.0", "--port", "8000", "--processes", "2"]

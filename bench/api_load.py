@@ -1,6 +1,6 @@
 """Submission latency of the API under many concurrent clients, on loopback.
 
-    python bench/api_load.py [--clients 100] [--seconds 20] [--rate 100] [--threads 32]
+    python bench/api_load.py [--clients 100] [--seconds 20] [--rate 100] [--threads 32] [--processes 1]
 
 Starts SeaweedFS, a scratch Postgres database and `unmask api` as its own process (Redis db 14 as
 the broker; no worker, so jobs stay queued), then `--clients` clients, each on its own keep-alive
@@ -145,7 +145,7 @@ def open_loop(url: str, key: str, body: bytes, clients: int, seconds: float, rat
     return {"mode": "open", "clients": clients, "rate_per_s": rate, **submitter.stats(seconds)}
 
 
-def api_process(env: dict[str, str], port: int, threads: int, log: Path) -> subprocess.Popen:
+def api_process(env: dict[str, str], port: int, threads: int, processes: int, log: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [
             sys.executable,
@@ -158,6 +158,8 @@ def api_process(env: dict[str, str], port: int, threads: int, log: Path) -> subp
             str(port),
             "--threads",
             str(threads),
+            "--processes",
+            str(processes),
         ],
         env={**os.environ, **env},
         stdout=log.open("w"),
@@ -166,8 +168,14 @@ def api_process(env: dict[str, str], port: int, threads: int, log: Path) -> subp
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time of a process and its children (gunicorn's workers), alive ones only."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except FileNotFoundError:
+        return 0.0
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(cpu_seconds(int(child)) for child in children)
 
 
 def main() -> int:
@@ -177,7 +185,8 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--rate", type=float, default=100, help="open-loop requests/s")
-    parser.add_argument("--threads", type=int, default=32, help="the API's waitress threads")
+    parser.add_argument("--threads", type=int, default=32, help="request threads per API process")
+    parser.add_argument("--processes", type=int, default=1, help="API processes (gunicorn when > 1)")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     from unmask.core.keys import KeyService
@@ -205,7 +214,7 @@ def main() -> int:
             "UNMASK_RATE_LIMIT": "100000/second",
         }
         port = services.free_port()
-        proc = api_process(env, port, args.threads, Path(tmp) / "api.log")
+        proc = api_process(env, port, args.threads, args.processes, Path(tmp) / "api.log")
         try:
             services.wait_for_port(port, 60)
             url = f"http://127.0.0.1:{port}"
@@ -226,6 +235,7 @@ def main() -> int:
     report = {
         "command": "python bench/api_load.py " + " ".join(sys.argv[1:]),
         "api_threads": args.threads,
+        "api_processes": args.processes,
         "body_bytes": len(body),
         "runs": runs,
         "machine": {
@@ -252,9 +262,14 @@ def main() -> int:
             )
             for r in runs
         ]
+        server = (
+            f"waitress, {args.threads} threads"
+            if args.processes == 1
+            else f"gunicorn, {args.processes} processes × {args.threads} threads"
+        )
         append_section(
             f"{report['machine']['date']} · API submissions · {os.cpu_count()} CPUs, loopback",
-            f"`{report['command']}` (waitress threads {args.threads}, {len(body)} B uploads)",
+            f"`{report['command']}` ({server}, {len(body)} B uploads)",
             [
                 "mode",
                 "clients",

@@ -34,7 +34,13 @@ def parser() -> argparse.ArgumentParser:
     api = sub.add_parser("api", help="serve the HTTP API (settings from UNMASK_*)")
     api.add_argument("--host", default="0.0.0.0")
     api.add_argument("--port", type=int, default=8000)
-    api.add_argument("--threads", type=int, default=8)
+    api.add_argument("--threads", type=int, default=8, help="request threads per process")
+    api.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        help="API processes behind the port (default UNMASK_API_PROCESSES, 1)",
+    )
 
     worker = sub.add_parser("worker", help="run a Celery worker (settings from UNMASK_*)")
     worker.add_argument("--loglevel", default="info")

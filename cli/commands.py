@@ -42,12 +42,35 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def serve(settings: Settings, host: str, port: int, threads: int) -> None:
-    from waitress import serve as waitress_serve
-
+def serve(settings: Settings, host: str, port: int, threads: int, processes: int = 1) -> None:
+    """One process: waitress (any platform). Several: gunicorn's threaded workers behind one port,
+    each building its own app after the fork, so no connection pool crosses a fork. One Flask
+    process is GIL-bound at under one core (bench/RESULTS.md), so processes are what scale."""
     from unmask.api import create_app
 
-    waitress_serve(create_app(settings), host=host, port=port, threads=threads, ident="unmask")
+    if processes <= 1:
+        from waitress import serve as waitress_serve
+
+        waitress_serve(create_app(settings), host=host, port=port, threads=threads, ident="unmask")
+        return
+    from gunicorn.app.base import BaseApplication
+
+    class Api(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            for name, value in {
+                "bind": f"{host}:{port}",
+                "workers": processes,
+                "worker_class": "gthread",
+                "threads": threads,
+                "accesslog": None,
+                "graceful_timeout": 30,
+            }.items():
+                self.cfg.set(name, value)
+
+        def load(self) -> object:
+            return create_app(settings)
+
+    Api().run()
 
 
 def _interrupt(*_: object) -> None:
@@ -112,7 +135,7 @@ def run_api(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     ensure_bucket(make_store(settings))  # whichever of API and worker starts first makes it
-    serve(settings, args.host, args.port, args.threads)
+    serve(settings, args.host, args.port, args.threads, processes=args.processes or settings.api_processes)
     return 0
 
 
@@ -305,7 +328,12 @@ def run_calibrate(args: argparse.Namespace) -> int:
     path = resolve_weights("", args.weights)
     data = read_predictions(args.reports)
     if data.weights_sha256 and data.weights_sha256 != file_sha256(path):
-        raise InvalidInput(f"the reports scored weights {data.weights_sha256[:12]}…, not {path}")
+        # Raw logits of other weights are a fold's: the same recipe trained without the sources
+        # it scored, whose calibration is handed to the model trained on every source.
+        # Calibrated probabilities alone belong to the weights that made them.
+        if data.logits is None:
+            raise InvalidInput(f"the reports scored weights {data.weights_sha256[:12]}…, not {path}")
+        print(f"calibrating {path} on the raw logits of weights {data.weights_sha256[:12]}… (a fold)")
     checkpoint = read_checkpoint(path)
     config = config_for(checkpoint, None)
     fitted, report = threshold_report(data, config, max_fpr=args.max_fpr, max_miss=args.max_miss)

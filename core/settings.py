@@ -41,6 +41,8 @@ class Settings(BaseSettings):
 
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024)
     max_pixels: int = Field(40_000_000, ge=10_000)
+    # API processes behind one port (`unmask api`; gunicorn when more than one).
+    api_processes: int = Field(1, ge=1, le=64)
     worker_concurrency: int = Field(1, ge=1)  # processes, when worker_batch_size is 1
     # The batch path: a worker takes this many jobs at once (one thread each) and runs their
     # images through face detection and the classifier together; 1: one job at a time.

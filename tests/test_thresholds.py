@@ -105,3 +105,31 @@ def test_reading_needs_both_classes(tmp_path):
     write_report(tmp_path / "fold", [["real/a__1.jpg", "real", "0.2", "real", 1]])
     with pytest.raises(Exception, match="both real and fake"):
         read_predictions([tmp_path / "fold"])
+
+
+def test_a_folds_raw_logits_calibrate_the_model_trained_on_every_source(tmp_path, test_weights, capsys):
+    """Reports of other weights are accepted when they carry raw logits (a fold of the same
+    recipe); Platt scaling is then fitted on those logits and the promises hold on them."""
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 600)
+    logits = rng.normal(0, 4, 600) + 3.0 * (2 * labels - 1)
+    folder = tmp_path / "fold"
+    folder.mkdir()
+    with (folder / "predictions.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["file", "label", "probability", "verdict", "faces", "logit"])
+        for i, (y, z) in enumerate(zip(labels, logits)):
+            name = "fake" if y else "real"
+            p = 1 / (1 + np.exp(-z))
+            writer.writerow([f"{name}/src{i % 3}__{i}.jpg", name, f"{p:.6f}", "x", 1, f"{z:.6f}"])
+    (folder / "metrics.json").write_text(json.dumps({"model": {"weights_sha256": "f" * 64}}))
+    out = tmp_path / "calibrated.pt"
+    assert main(["calibrate", str(folder), "--weights", str(test_weights), "--out", str(out)]) == 0
+    assert "a fold" in capsys.readouterr().out
+    config = load_model(out).config
+    a, b = config.calibration
+    assert 0.1 < a < 1.0  # fitted to these logits' spread (std 4), not left at 1
+    probs = 1 / (1 + np.exp(-(a * logits + b)))
+    m = decided_metrics(labels, probs, config.thresholds)
+    assert m["false_positive_rate"] <= 0.05 and m["miss_rate"] <= 0.05
+    assert 0 < m["coverage"] < 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -136,7 +137,11 @@ def test_train_one_tiny_epoch_then_evaluate_end_to_end(tmp_path):
     assert set(metrics["by_source"]) == {"studio", "ffhq_sg2", "yonsei", "sd21", "genphotos", "boredhumans"}
     assert metrics["model"]["weights_sha256"] == report["weights_sha256"]
     rows = (out / "predictions.csv").read_text().splitlines()
-    assert rows[0] == "file,label,probability,verdict,faces" and len(rows) == 7
+    assert rows[0] == "file,label,probability,verdict,faces,logit" and len(rows) == 7
+    a, b = metrics["model"]["calibration"]  # the raw logit gives the probability back
+    for row in rows[1:]:
+        p, z = float(row.split(",")[2]), float(row.split(",")[5])
+        assert abs(1 / (1 + math.exp(-(a * z + b))) - p) < 1e-5
     assert (out / "roc.png").stat().st_size > 1000 and (out / "confusion.png").stat().st_size > 1000
 
     # The card can be rewritten with production-path results added.

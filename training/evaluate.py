@@ -6,6 +6,7 @@ import csv
 import hashlib
 import json
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,18 +85,28 @@ def evaluate(predictor: Predictor, data_dir: Path, out_dir: Path, cache: Path | 
         metrics["by_source"] = {
             s: group_metrics([r for r in rows if r.item.source == s], predictor) for s in sources
         }
-    metrics["model"] = predictor.provenance()
+    # The calibration too: with it the raw logits below are what `unmask calibrate` fits, so a
+    # model's scores on sources it never saw can calibrate another trained the same way.
+    metrics["model"] = {**predictor.provenance(), "calibration": list(predictor.config.calibration)}
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    write_predictions(out_dir / "predictions.csv", rows, data_dir)
+    write_predictions(out_dir / "predictions.csv", rows, data_dir, predictor.config.calibration)
     plot_roc(out_dir / "roc.png", rows)
     plot_confusion(out_dir / "confusion.png", rows)
     return metrics
 
 
-def write_predictions(path: Path, rows: list[Scored], root: Path) -> None:
+def raw_logit(probability: float, calibration: tuple[float, float]) -> float:
+    """The model's output behind a calibrated P(fake) = sigmoid(a * z + b)."""
+    a, b = calibration
+    p = min(max(probability, 1e-12), 1 - 1e-12)
+    return (math.log(p / (1 - p)) - b) / a
+
+
+def write_predictions(path: Path, rows: list[Scored], root: Path, calibration: tuple[float, float]) -> None:
+    """One row per image: its highest face score, and that score's raw logit."""
     with path.open("w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["file", "label", "probability", "verdict", "faces"])
+        writer.writerow(["file", "label", "probability", "verdict", "faces", "logit"])
         for r in rows:
             writer.writerow(
                 [
@@ -104,6 +115,7 @@ def write_predictions(path: Path, rows: list[Scored], root: Path) -> None:
                     "" if r.probability is None else f"{r.probability:.6f}",
                     r.verdict,
                     r.faces,
+                    "" if r.probability is None else f"{raw_logit(r.probability, calibration):.6f}",
                 ]
             )
 

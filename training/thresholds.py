@@ -47,8 +47,9 @@ def source_of(filename: str) -> str:
 
 
 def read_predictions(report_dirs: list[Path]) -> Predictions:
-    """predictions.csv (and the weights hash in metrics.json) of `unmask evaluate` reports, or
-    the out-of-source/ folders of `unmask train` runs (whose rows carry raw logits).
+    """predictions.csv (and the weights hash in metrics.json) of `unmask evaluate` reports or
+    of the out-of-source/ folders of `unmask train` runs; both carry raw logits (evaluate
+    reports written before that column existed give probabilities only).
     Images without a scored face are left out: they get no verdict to threshold."""
     labels, probs, sources, logits, hashes = [], [], [], [], set()
     for folder in report_dirs:
