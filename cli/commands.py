@@ -338,6 +338,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     config = config_for(checkpoint, None)
     fitted, report = threshold_report(data, config, max_fpr=args.max_fpr, max_miss=args.max_miss)
     report["reports"] = [str(r) for r in args.reports]
+    report["calibrated_weights_sha256"] = file_sha256(path)  # the tensors these thresholds go with
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(args.out.suffix + ".tmp")
     torch.save({**checkpoint, "unmask_model": fitted.to_dict(), "verdict_thresholds": report}, tmp)

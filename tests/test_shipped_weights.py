@@ -19,10 +19,12 @@ def test_default_weights_load_and_score(face_bytes):
     assert 0 < config.thresholds.real <= config.thresholds.fake < 1
     card = (WEIGHTS_DIR / "MODEL_CARD.md").read_text()
     assert predictor.model.weights_sha256 in card
-    # The thresholds come from out-of-source predictions of the very tensors the training run made.
+    # The thresholds go with the tensors the training run made, and come from out-of-source
+    # predictions: the raw logits of a fold of the same recipe, named in the card.
     report = json.loads((WEIGHTS_DIR / "training-metrics.json").read_text())
     chosen = json.loads((WEIGHTS_DIR / "unmask-irv1-thresholds.json").read_text())
-    assert chosen["weights_sha256"] == report["weights_sha256"]
+    assert chosen["calibrated_weights_sha256"] == report["weights_sha256"]
+    assert chosen["weights_sha256"][:12] in card
     assert chosen["thresholds"] == {"real": config.thresholds.real, "fake": config.thresholds.fake}
     assert chosen["all"]["false_positive_rate"] <= 0.05 and chosen["all"]["miss_rate"] <= 0.05
     pred = predictor.predict(decode_image(face_bytes))

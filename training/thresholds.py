@@ -59,6 +59,8 @@ def read_predictions(report_dirs: list[Path]) -> Predictions:
         metrics = folder / "metrics.json"
         if metrics.is_file():
             hashes.add(json.loads(metrics.read_text()).get("model", {}).get("weights_sha256"))
+        elif folder.name == "out-of-source" and (folder.parent / "metrics.json").is_file():
+            hashes.add(json.loads((folder.parent / "metrics.json").read_text()).get("weights_sha256"))
         with path.open(newline="") as fh:
             for row in csv.DictReader(fh):
                 if row["probability"] in ("", "None"):
@@ -147,10 +149,12 @@ def threshold_report(
     if data.logits is not None:
         a, b = fit_platt(data.logits, data.labels)
         calibrated = replace(config, calibration=(round(a, 8), round(b, 8))) if a > 0 else config
+        platt = "fitted on the raw logits" if a > 0 else "kept: the out-of-source ranking is inverted"
         probs = calibrated.probability(torch.from_numpy(data.logits)).numpy().astype(np.float64)
     else:
         calibrated = recalibrate(config, data.probabilities, data.labels)
         probs = apply_calibration(config, calibrated, data.probabilities)
+        platt = "refitted on the probabilities" if calibrated != config else "kept: the ranking is inverted"
     thresholds = honest_thresholds(data.labels, probs, max_fpr, max_miss)
     fitted = replace(
         calibrated, thresholds=Thresholds(real=round(thresholds.real, 6), fake=round(thresholds.fake, 6))
@@ -164,6 +168,7 @@ def threshold_report(
         "max_miss_rate": max_miss,
         "weights_sha256": data.weights_sha256,
         "calibration": list(fitted.calibration),
+        "platt_scaling": platt,
         "thresholds": {"real": fitted.thresholds.real, "fake": fitted.thresholds.fake},
         "all": decided_metrics(data.labels, probs, fitted.thresholds),
         "by_source": {
@@ -202,7 +207,8 @@ def report_markdown(report: dict) -> str:
         f"`fake` if P(fake) >= {t['fake']:.6f}, `real` if P(fake) <= {t['real']:.6f}, `uncertain` "
         f"between. Chosen on out-of-source predictions so that at most "
         f"{pct(report['max_false_positive_rate'])} of real faces are called fake and at most "
-        f"{pct(report['max_miss_rate'])} of fakes are called real.",
+        f"{pct(report['max_miss_rate'])} of fakes are called real. Platt scaling: "
+        f"{report.get('platt_scaling', 'refitted')}.",
         "",
         "| source | n | AUC | coverage | accuracy on decided | reals called fake | fakes called real |",
         "|---|---|---|---|---|---|---|",
