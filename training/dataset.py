@@ -7,6 +7,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -14,6 +15,9 @@ from tqdm import tqdm
 
 from unmask.detector.errors import InvalidData, InvalidImage
 from unmask.detector.faces import FaceDetector, crop_face, crop_region, decode_image
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +124,15 @@ def build_crops(
         paths,
         no_face,
     )
+
+
+def folder_crops(
+    data_dir: Path, cache_dir: Path, crop_size: int, margin: int, device: str | torch.device
+) -> CropSet:
+    """Face crops of a labelled folder, through the crop cache that training and packing share
+    (one detector setting, so both fill and read the same cache entries)."""
+    detector = FaceDetector(device=device, pyramid_min_size=40)
+    return build_crops(scan_labelled(data_dir), cache_dir, detector, crop_size, margin)
 
 
 def _cached_crop(path: Path, cache: Path, detector: FaceDetector, crop_size: int, margin: int):

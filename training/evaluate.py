@@ -6,7 +6,6 @@ import csv
 import hashlib
 import json
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from unmask.detector.faces import decode_image
 from unmask.detector.predictor import Predictor
 from unmask.training.dataset import LabelledImage, scan_labelled
 from unmask.training.metrics import roc_curve, summary
+from unmask.training.thresholds import raw_logits
 
 log = logging.getLogger(__name__)
 
@@ -95,13 +95,6 @@ def evaluate(predictor: Predictor, data_dir: Path, out_dir: Path, cache: Path | 
     return metrics
 
 
-def raw_logit(probability: float, calibration: tuple[float, float]) -> float:
-    """The model's output behind a calibrated P(fake) = sigmoid(a * z + b)."""
-    a, b = calibration
-    p = min(max(probability, 1e-12), 1 - 1e-12)
-    return (math.log(p / (1 - p)) - b) / a
-
-
 def write_predictions(path: Path, rows: list[Scored], root: Path, calibration: tuple[float, float]) -> None:
     """One row per image: its highest face score, and that score's raw logit."""
     with path.open("w", newline="") as fh:
@@ -115,7 +108,9 @@ def write_predictions(path: Path, rows: list[Scored], root: Path, calibration: t
                     "" if r.probability is None else f"{r.probability:.6f}",
                     r.verdict,
                     r.faces,
-                    "" if r.probability is None else f"{raw_logit(r.probability, calibration):.6f}",
+                    ""
+                    if r.probability is None
+                    else f"{raw_logits(np.float64(r.probability), calibration, 1e-12):.6f}",
                 ]
             )
 

@@ -14,11 +14,10 @@ import torch
 
 from unmask.detector.config import ModelConfig
 from unmask.detector.errors import InvalidData
-from unmask.detector.faces import FaceDetector
 from unmask.detector.predictor import pick_device
 from unmask.detector.registry import MODELS, file_sha256, save_checkpoint
 from unmask.training.card import metrics_table, write_model_card
-from unmask.training.dataset import CropSet, build_crops, scan_labelled
+from unmask.training.dataset import CropSet, folder_crops, scan_labelled
 from unmask.training.metrics import fit_platt, fit_thresholds, summary
 from unmask.training.train import TrainOptions, predict_logits, split_by_sources, train
 
@@ -97,8 +96,7 @@ def load_crops(data_dir: Path, cache_dir: Path, config: ModelConfig, device: tor
         from unmask.training.pack import load_packed
 
         return load_packed(data_dir, config.crop_size)
-    detector = FaceDetector(device=device, pyramid_min_size=40)
-    return build_crops(scan_labelled(data_dir), cache_dir, detector, config.crop_size, config.margin)
+    return folder_crops(data_dir, cache_dir, config.crop_size, config.margin, device)
 
 
 def fit_model(

@@ -19,7 +19,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from unmask.detector.errors import InvalidData
-from unmask.training.dataset import CropSet
+from unmask.training.dataset import CropSet, folder_crops
 
 PACK_SIZE = 128
 PACK_QUALITY = 85
@@ -83,9 +83,7 @@ def load_packed(path: Path, crop_size: int) -> CropSet:
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from unmask.detector.faces import FaceDetector
     from unmask.detector.registry import MODELS
-    from unmask.training.dataset import build_crops, scan_labelled
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -102,8 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = MODELS["unmask-irv1"]  # 160 px crops with a 16 px margin: what every model crops
     # The crops `unmask train` would cache for a folder (same detector settings, same cache).
-    detector = FaceDetector(device=torch.device("cpu"), pyramid_min_size=40)
-    data = build_crops(scan_labelled(args.data), args.cache, detector, config.crop_size, config.margin)
+    data = folder_crops(args.data, args.cache, config.crop_size, config.margin, torch.device("cpu"))
     if not args.no_dense:
         from unmask.training.landmarks import Dense68
 

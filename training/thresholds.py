@@ -57,10 +57,12 @@ def read_predictions(report_dirs: list[Path]) -> Predictions:
         if not path.is_file():
             raise InvalidData(f"{path} not found: pass folders written by `unmask evaluate`")
         metrics = folder / "metrics.json"
+        if not metrics.is_file() and folder.name == "out-of-source":
+            metrics = folder.parent / "metrics.json"  # the train run's report
         if metrics.is_file():
-            hashes.add(json.loads(metrics.read_text()).get("model", {}).get("weights_sha256"))
-        elif folder.name == "out-of-source" and (folder.parent / "metrics.json").is_file():
-            hashes.add(json.loads((folder.parent / "metrics.json").read_text()).get("weights_sha256"))
+            # evaluate reports name the weights under "model", train runs at the top level
+            meta = json.loads(metrics.read_text())
+            hashes.add(meta.get("model", {}).get("weights_sha256") or meta.get("weights_sha256"))
         with path.open(newline="") as fh:
             for row in csv.DictReader(fh):
                 if row["probability"] in ("", "None"):
@@ -80,9 +82,15 @@ def read_predictions(report_dirs: list[Path]) -> Predictions:
     )
 
 
-def logit(p: np.ndarray) -> np.ndarray:
-    q = np.clip(p, 1e-7, 1 - 1e-7)
+def logit(p: np.ndarray, eps: float = 1e-7) -> np.ndarray:
+    q = np.clip(p, eps, 1 - eps)
     return np.log(q / (1 - q))
+
+
+def raw_logits(probs: np.ndarray, calibration: tuple[float, float], eps: float = 1e-7) -> np.ndarray:
+    """The model outputs z behind calibrated scores P(fake) = sigmoid(a * z + b)."""
+    a, b = calibration
+    return (logit(probs, eps) - b) / a
 
 
 def recalibrate(config: ModelConfig, probs: np.ndarray, labels: np.ndarray) -> ModelConfig:
@@ -98,9 +106,8 @@ def recalibrate(config: ModelConfig, probs: np.ndarray, labels: np.ndarray) -> M
 
 def apply_calibration(old: ModelConfig, new: ModelConfig, probs: np.ndarray) -> np.ndarray:
     """Scores made under `old`'s calibration, as `new`'s would be."""
-    a1, b1 = old.calibration
     a, b = new.calibration
-    z = (logit(probs) - b1) / a1
+    z = raw_logits(probs, old.calibration)
     return 1 / (1 + np.exp(-(a * z + b)))
 
 
