@@ -11,6 +11,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from unmask.detector.errors import InvalidImage
+from unmask.detector.mtcnn import detect_faces
 
 # Default pixel limit of decode_image (about 8k x 8k); services pass UNMASK_MAX_PIXELS. It is
 # checked from the header before decoding; Pillow's own bomb guard stays as a backstop.
@@ -109,12 +110,15 @@ class FaceDetector:
         self.min_probability = min_probability
         self.max_side = max_side
         self.max_batch = max_batch
-        # Reference settings; keep_all so every face is reported, not the first. The image
-        # pyramid reaches down to 20 px so faces under min_face_size are reported as skipped
-        # rather than never seen; pyramid_min_size trades that for speed on large-face data.
-        pyramid = pyramid_min_size or min(min_face_size, 20)
-        self.mtcnn = MTCNN(
-            keep_all=True, select_largest=False, post_process=False, min_face_size=pyramid, device=device
+        # Every face is reported, not only the first. The image pyramid reaches down to 20 px
+        # so faces under min_face_size are reported as skipped rather than never seen;
+        # pyramid_min_size trades that for speed on large-face data.
+        self.pyramid_min_size = pyramid_min_size or min(min_face_size, 20)
+        self.device = torch.device(device)
+        # facenet-pytorch's three networks and their weights, run channels-last by detect_faces.
+        mtcnn = MTCNN(device=self.device)
+        self.nets = tuple(
+            net.eval().to(memory_format=torch.channels_last) for net in (mtcnn.pnet, mtcnn.rnet, mtcnn.onet)
         )
 
     def working_image(self, image: Image.Image) -> Working | None:
@@ -149,12 +153,16 @@ class FaceDetector:
         for members in groups.values():
             for start in range(0, len(members), self.max_batch):
                 chunk = members[start : start + self.max_batch]
+                pixels = torch.as_tensor(
+                    np.stack([np.asarray(w.image) for _, w in chunk]), device=self.device
+                )
                 with torch.inference_mode():
-                    boxes, probs, points = self.mtcnn.detect([w.image for _, w in chunk], landmarks=True)
-                for (index, w), b, p, pts in zip(chunk, boxes, probs, points):
-                    if b is None:
-                        continue
-                    faces = [self._face(bb * w.scale, pp, pt * w.scale) for bb, pp, pt in zip(b, p, pts)]
+                    results = detect_faces(pixels, *self.nets, min_face=self.pyramid_min_size)
+                for (index, w), got in zip(chunk, results):
+                    faces = [
+                        self._face(bb * w.scale, pp, pt * w.scale)
+                        for bb, pp, pt in zip(got.boxes, got.probs, got.points)
+                    ]
                     found[index] = sorted(faces, key=lambda f: -f.detection_probability)
         return found
 

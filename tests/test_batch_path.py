@@ -7,10 +7,11 @@ import io
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 from PIL import Image
 
-from unmask.detector.faces import decode_image
+from unmask.detector.faces import FaceDetector, decode_image
 from unmask.detector.predictor import Predictor
 from unmask.worker.batching import Batcher
 from unmask.worker.detection import PredictorDetector
@@ -117,3 +118,25 @@ def test_threads_sharing_the_batcher_get_their_own_results(predictor: Predictor,
         )
         assert (b.overlays.image is None) == (a.overlays.image is None)
         assert [x is None for x in b.overlays.faces] == [x is None for x in a.overlays.faces]
+
+
+def test_batched_mtcnn_finds_what_facenet_pytorch_finds(mixed_images):
+    """One integral image for all candidates of a batch gives the boxes, probabilities and
+    landmarks of facenet-pytorch's own per-box loop, for every image of a mixed batch."""
+    from facenet_pytorch import MTCNN
+
+    reference = MTCNN(keep_all=True, select_largest=False, post_process=False, min_face_size=20)
+    detector = FaceDetector(min_face_size=20)
+    same_size = [mixed_images[0], mixed_images[3]]  # one MTCNN batch of two
+    for image, faces in zip(mixed_images + same_size, detector.detect_many(mixed_images + same_size)):
+        boxes, probs, points = reference.detect(detector.working_image(image).image, landmarks=True)
+        scale = detector.working_image(image).scale
+        if boxes is None:
+            assert faces == []
+            continue
+        assert len(faces) == len(boxes) > 0
+        order = np.argsort(-np.asarray(probs, dtype=float))
+        for face, i in zip(faces, order):
+            assert face.box == pytest.approx(tuple(boxes[i] * scale), abs=0.2)
+            assert face.detection_probability == pytest.approx(float(probs[i]), abs=1e-4)
+            assert np.asarray(face.landmarks) == pytest.approx(points[i] * scale, abs=0.2)
