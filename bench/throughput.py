@@ -140,10 +140,10 @@ def run_reference(images: list[bytes], device: str, out: Path) -> dict:
     for index, data in enumerate(images):
         one(index, data)
     elapsed = time.perf_counter() - start
-    return summary("reference", len(images), faces, elapsed, stages, device, batch=1)
+    return summary("reference", len(images), faces, elapsed, stages, device, 1, "fp32")
 
 
-def run_unmask(images: list[bytes], device: str, out: Path, batch: int) -> dict:
+def run_unmask(images: list[bytes], device: str, out: Path, batch: int, precision: str) -> dict:
     """Unmask's worker path: `batch` threads, one image each, sharing the model."""
     from unmask.core.settings import Settings
     from unmask.detector.predictor import Predictor
@@ -156,6 +156,7 @@ def run_unmask(images: list[bytes], device: str, out: Path, batch: int) -> dict:
         device=device,
         detect_max_side=settings.detect_max_side,
         stability_check=settings.stability_check,
+        precision=precision,
     )
     detector = PredictorDetector(predictor, max_pixels=64_000_000, batch_size=batch, batch_wait_seconds=0.05)
     model_stages: dict[str, float] = {}
@@ -207,13 +208,16 @@ def run_unmask(images: list[bytes], device: str, out: Path, batch: int) -> dict:
         "store": thread_stages["store"],
     }
     name = "unmask-batch" if batch > 1 else "unmask-single"
-    return summary(name, len(images), faces, elapsed, stages, device, batch=batch)
+    return summary(name, len(images), faces, elapsed, stages, device, batch, predictor.precision)
 
 
-def summary(name: str, n: int, faces: int, elapsed: float, stages: dict, device: str, batch: int) -> dict:
+def summary(
+    name: str, n: int, faces: int, elapsed: float, stages: dict, device: str, batch: int, precision: str
+) -> dict:
     return {
         "path": name,
         "batch": batch,
+        "precision": precision,
         "images": n,
         "faces": faces,
         "seconds": round(elapsed, 2),
@@ -225,7 +229,9 @@ def summary(name: str, n: int, faces: int, elapsed: float, stages: dict, device:
     }
 
 
-def child(path: str, images: list[bytes], device: str, batch: int, threads: int | None, queue) -> None:  # noqa: ANN001
+def child(  # noqa: ANN001
+    path: str, images: list[bytes], device: str, batch: int, threads: int | None, precision: str, queue
+) -> None:
     import torch
 
     if threads:
@@ -234,13 +240,15 @@ def child(path: str, images: list[bytes], device: str, batch: int, threads: int 
         if path == "reference":
             queue.put(run_reference(images, device, Path(tmp)))
         else:
-            queue.put(run_unmask(images, device, Path(tmp), batch))
+            queue.put(run_unmask(images, device, Path(tmp), batch, precision))
 
 
-def in_process(path: str, images: list[bytes], device: str, batch: int, threads: int | None) -> dict:
+def in_process(
+    path: str, images: list[bytes], device: str, batch: int, threads: int | None, precision: str = "auto"
+) -> dict:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=child, args=(path, images, device, batch, threads, queue))
+    proc = ctx.Process(target=child, args=(path, images, device, batch, threads, precision, queue))
     proc.start()
     result = queue.get()
     proc.join()
@@ -273,6 +281,7 @@ def append_markdown(report: dict) -> None:
         (
             r["path"],
             r["batch"],
+            r.get("precision", "fp32"),
             r["images_per_s"],
             r["faces_per_s"],
             ", ".join(f"{k} {v}" for k, v in r["stage_ms_per_image"].items()),
@@ -284,7 +293,7 @@ def append_markdown(report: dict) -> None:
     append_section(
         f"{m['date']} · {where} · {report['size']} px · {report['images']} images{quick}",
         f"`{report['command']}`",
-        ["path", "batch", "images/s", "faces/s", "stage ms per image", "peak RSS MB", "GPU MB"],
+        ["path", "batch", "precision", "images/s", "faces/s", "stage ms per image", "peak RSS MB", "GPU MB"],
         rows,
         f"**ratio** (Unmask batch ÷ reference, images/s): **{report['ratio']}×**",
     )
@@ -299,6 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=1024, choices=[512, 1024, 2048])
     parser.add_argument("--batch", type=int, default=None, help="images per batch (default: 8 CPU, 32 GPU)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument(
+        "--precision", default="auto", choices=("auto", "fp32", "bf16"), help="Unmask's classifier arithmetic"
+    )
     parser.add_argument("--quick", action="store_true", help="12 images, for a check under a minute")
     parser.add_argument("--skip-single", action="store_true", help="leave out the one-at-a-time Unmask path")
     parser.add_argument("--e2e", action="store_true", help="real jobs through API, broker and worker")
@@ -314,9 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     runs = [in_process("reference", images, args.device, 1, args.threads)]
     print(json.dumps(runs[-1]), flush=True)
     if not args.skip_single:
-        runs.append(in_process("unmask-single", images, args.device, 1, args.threads))
+        runs.append(in_process("unmask-single", images, args.device, 1, args.threads, args.precision))
         print(json.dumps(runs[-1]), flush=True)
-    runs.append(in_process("unmask-batch", images, args.device, batch, args.threads))
+    runs.append(in_process("unmask-batch", images, args.device, batch, args.threads, args.precision))
     print(json.dumps(runs[-1]), flush=True)
     report = {
         "command": "python bench/throughput.py " + " ".join(sys.argv[1:] if argv is None else argv),

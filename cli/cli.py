@@ -19,6 +19,12 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", type=Path, help="classifier checkpoint (default: shipped weights)")
     p.add_argument("--model", default=None, help="registered model name (default: from weights)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="the classifier's arithmetic (auto: bf16 where the device has it natively)",
+    )
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
 
 

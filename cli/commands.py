@@ -283,7 +283,9 @@ def predictor_from_args(args: argparse.Namespace):  # noqa: ANN201
     from unmask.detector.predictor import Predictor
 
     set_threads(args.threads)
-    return Predictor.from_settings(weights=args.weights, model_name=args.model, device=args.device)
+    return Predictor.from_settings(
+        weights=args.weights, model_name=args.model, device=args.device, precision=args.precision
+    )
 
 
 def run_scan(args: argparse.Namespace) -> int:

@@ -23,6 +23,7 @@ class Provenance(BaseModel):
     weights_sha256: str
     thresholds: dict[str, float]
     code_version: str
+    precision: Literal["fp32", "bf16"] = "fp32"  # the classifier's arithmetic
 
 
 class FaceResult(BaseModel):

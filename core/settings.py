@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     model: str = "unmask-irv1"
     weights: Path | None = None  # default: the shipped weights of `model`
     device: str = "auto"
+    # The classifier's arithmetic: bf16 where the device has it natively (CUDA 8.0+, AMX CPUs),
+    # else fp32; results name the one used.
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
     min_face_size: int = Field(20, ge=1)
     min_face_probability: float = Field(0.90, ge=0.0, le=1.0)
 

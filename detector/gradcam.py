@@ -68,6 +68,7 @@ class GradCam:
 
     @staticmethod
     def _maps(activation: torch.Tensor, grads: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        activation, grads = activation.float(), grads.float()
         weights = grads.mean(dim=(2, 3), keepdim=True)
         cam = F.relu((weights * activation).sum(dim=1)).float()
         cells = cam.flatten(1)

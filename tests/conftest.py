@@ -70,4 +70,7 @@ def test_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def predictor(test_weights: Path):
     from unmask.detector.predictor import Predictor
 
-    return Predictor.from_settings(weights=test_weights, model_name="reference-irv1", device="cpu")
+    # fp32: exact comparisons against the reference; bf16 has its own tolerance test.
+    return Predictor.from_settings(
+        weights=test_weights, model_name="reference-irv1", device="cpu", precision="fp32"
+    )

@@ -42,3 +42,26 @@ def test_the_trained_model_explains_the_faces_it_scores_as_fake():
             if face.fake_probability >= predictor.config.thresholds.fake:
                 fake_scored.append(face)
     assert fake_scored, "no fixture scored past the fake threshold"
+
+
+def test_bf16_scores_and_explains_as_fp32_does():
+    """bf16 (chosen by `auto` on AMX CPUs and CUDA cards of capability 8.0+) moves the shipped
+    model's probabilities by far less than the re-encode check tolerates, keeps every verdict
+    and draws the same maps; each prediction names the arithmetic it used."""
+    import numpy as np
+
+    exact = Predictor.from_settings(weights=None, model_name=DEFAULT_MODEL, device="cpu", precision="fp32")
+    fast = Predictor.from_settings(weights=None, model_name=DEFAULT_MODEL, device="cpu", precision="bf16")
+    assert (exact.provenance()["precision"], fast.provenance()["precision"]) == ("fp32", "bf16")
+    images = [decode_image(p.read_bytes()) for p in sorted(LABELLED.glob("*/*.jpg"))]
+    compared = 0
+    for a, b in zip(exact.predict_many(images), fast.predict_many(images)):
+        assert len(a.faces) == len(b.faces)
+        for fa, fb in zip(a.faces, b.faces):
+            assert fa.face.box == fb.face.box  # detection is fp32 either way
+            assert abs(fa.fake_probability - fb.fake_probability) <= 0.01
+            assert fa.verdict == fb.verdict and fa.explanation == fb.explanation
+            if fa.cam is not None:
+                assert np.corrcoef(fa.cam.ravel(), fb.cam.ravel())[0, 1] > 0.99
+            compared += 1
+    assert compared >= len(images)

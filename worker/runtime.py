@@ -40,6 +40,7 @@ def load_predictor(settings: Settings) -> Predictor:
         min_face_probability=settings.min_face_probability,
         detect_max_side=settings.detect_max_side,
         stability_check=settings.stability_check,
+        precision=settings.precision,
     )
 
 
