@@ -196,7 +196,10 @@ def parser() -> argparse.ArgumentParser:
         help="DataLoader processes making augmented examples (default: CPUs - 2 on a GPU, 0 on CPU)",
     )
     tr.add_argument(
-        "--amp", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast on a GPU"
+        "--amp",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="bf16 autocast where the device has native bf16 (CUDA 8.0+, AMX CPUs)",
     )
     tr.add_argument("--samples-per-epoch", type=int, default=None)
     tr.add_argument("--max-steps", type=int, default=None, help="pause (resumably) after N steps")

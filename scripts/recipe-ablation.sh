@@ -2,6 +2,8 @@
 # Which confound levers help on held-out sources? Trains the small proxy model once per recipe
 # with dfdc, yonsei and ffhq_sg2 held out whole, then tabulates held-out metrics.
 #   scripts/recipe-ablation.sh DATA_DIR OUT_DIR [RECIPE ...]
+# EPOCHS, SAMPLES (per epoch) and BATCH change the budget (default 6 x 6400, batch 64); a
+# recipe's own --model and --lr come after the defaults and win.
 # Each recipe's run folder is kept; a finished one is skipped, an interrupted one resumes.
 # Runs two recipes at a time, one thread each (the data pipeline is single-threaded).
 set -euo pipefail
@@ -16,6 +18,9 @@ declare -A recipes=(
   [balanced-sbi-adv]="--balance --sbi-ratio 0.5 --source-adversary 0.3"
   [plain-sbi68]="--no-balance --sbi-ratio 0.25 --dense-landmarks"
   [plain-blends68]="--no-balance --sbi-ratio 0.2 --xray-ratio 0.15 --dense-landmarks"
+  # EfficientNet-Lite0 from its ImageNet weights, without and with the blends (as gpu_sweep.sh)
+  [lite0-plain]="--model unmask-lite0 --lr 5e-4 --no-balance --sbi-ratio 0"
+  [lite0-blends]="--model unmask-lite0 --lr 5e-4 --no-balance --sbi-ratio 0.25 --xray-ratio 0.15 --dense-landmarks"
 )
 names=("$@"); [ ${#names[@]} -gt 0 ] || names=(plain plain-sbi25 balanced balanced-sbi sbi-only balanced-sbi-adv)
 run() {
@@ -24,7 +29,7 @@ run() {
   local resume=""; [ -f "$dir/checkpoint.pt" ] && resume=--resume
   # shellcheck disable=SC2086
   OMP_NUM_THREADS=1 .venv/bin/unmask train --data "$data" --out "$dir" --model unmask-small \
-    --epochs 6 --samples-per-epoch 6400 --batch-size 64 --lr 2e-3 --seed "${SEED:-0}" \
+    --epochs "${EPOCHS:-6}" --samples-per-epoch "${SAMPLES:-6400}" --batch-size "${BATCH:-64}" --lr 2e-3 --seed "${SEED:-0}" \
     --val-sources dfdc,yonsei,ffhq_sg2 --cache "${CACHE:-var/cache}" --threads 1 \
     ${recipes[$name]:?unknown recipe $name} $resume >"$dir.log" 2>&1
 }

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from unmask.detector.config import ModelConfig
-from unmask.detector.predictor import normalise
+from unmask.detector.predictor import native_bf16, normalise
 from unmask.detector.registry import ARCHITECTURES, PRETRAINED, load_state, read_checkpoint
 from unmask.training.adversary import SourceAdversary, adversary_strength
 from unmask.training.augment import augment
@@ -48,8 +48,8 @@ class TrainOptions:
     val_sources: list[str] = field(default_factory=list)
     init_weights: str | None = None  # start from these weights (same architecture) instead of random
     workers: int = 0  # DataLoader processes making augmented examples; 0: in the training process
-    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
-    channels_last: bool = True  # NHWC memory layout on CUDA (ignored on CPU)
+    amp: bool = True  # bf16 autocast where the device has native bf16 (CUDA 8.0+, AMX CPUs)
+    channels_last: bool = True  # NHWC memory layout on CUDA, and with bf16 on the CPU
     pretrained: bool = True  # without init_weights: start from published weights where the arch has them
 
 
@@ -125,7 +125,9 @@ class Trainer:
             sha = PRETRAINED[config.arch](self.model)
             log.info("%s starts from published weights (sha256 %s)", config.arch, sha[:12])
         self.model.to(device)
-        if device.type == "cuda" and options.channels_last:
+        self.bf16 = options.amp and native_bf16(device)
+        self.nhwc = options.channels_last and (device.type == "cuda" or self.bf16)
+        if self.nhwc:
             self.model.to(memory_format=torch.channels_last)
         self.images_per_second = 0.0
         self.source_names = sorted(set(train.sources.tolist()))
@@ -214,13 +216,13 @@ class Trainer:
     ) -> float:
         """One optimiser step on a batch of augmented uint8 crops (N x S x S x 3)."""
         batch = normalise(crops.to(self.device, non_blocking=True), self.config)
-        if self.on_cuda and self.opt.channels_last:
+        if self.nhwc:
             batch = batch.contiguous(memory_format=torch.channels_last)
         target = labels.to(self.device, dtype=torch.float32, non_blocking=True)
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr_at(global_step)
         self.model.train()
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.on_cuda and self.opt.amp):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             logits = self.model(batch).reshape(-1).float()
         loss = self.loss_fn(logits, target)
         if self.adversary is not None and self._embedding is not None:
