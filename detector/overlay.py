@@ -23,12 +23,16 @@ def jet(values: np.ndarray) -> np.ndarray:
     return (rgb * 255).astype(np.uint8)
 
 
+# jet() of every 8-bit heat level: colouring a map is then one table lookup per pixel.
+JET_TABLE = jet(np.arange(256, dtype=np.float32) / 255.0)
+
+
 def blend_heatmap(image: Image.Image, cam: np.ndarray, alpha: float = 0.45) -> Image.Image:
     """Resize a 0..1 map to the image and blend its jet colours over it."""
     heat = Image.fromarray((np.clip(cam, 0, 1) * 255).astype(np.uint8)).resize(
         image.size, Image.Resampling.BILINEAR
     )
-    colours = Image.fromarray(jet(np.asarray(heat, dtype=np.float32) / 255.0))
+    colours = Image.fromarray(JET_TABLE[np.asarray(heat)])
     return Image.blend(image.convert("RGB"), colours, alpha)
 
 
@@ -44,7 +48,7 @@ def whole_image_overlay(
 ) -> Image.Image:
     """Paste each face's heatmap back over the region its crop came from, then draw the
     boxes and score labels."""
-    canvas = image.convert("RGB").copy()
+    canvas = image.convert("RGB") if image.mode != "RGB" else image.copy()
     for placed in cams:
         if placed is None:
             continue

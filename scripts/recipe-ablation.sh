@@ -18,7 +18,10 @@ declare -A recipes=(
   [balanced-sbi-adv]="--balance --sbi-ratio 0.5 --source-adversary 0.3"
   [plain-sbi68]="--no-balance --sbi-ratio 0.25 --dense-landmarks"
   [plain-blends68]="--no-balance --sbi-ratio 0.2 --xray-ratio 0.15 --dense-landmarks"
-  # EfficientNet-Lite0 from its ImageNet weights, without and with the blends (as gpu_sweep.sh)
+  # InceptionResnetV1 from scratch and EfficientNet-Lite0 from its ImageNet weights, without
+  # and with the blends: the recipes of gpu_sweep.sh
+  [irv1-plain]="--model unmask-irv1 --lr 1e-3 --no-balance --sbi-ratio 0"
+  [irv1-sbi68]="--model unmask-irv1 --lr 1e-3 --no-balance --sbi-ratio 0.3 --dense-landmarks"
   [lite0-plain]="--model unmask-lite0 --lr 5e-4 --no-balance --sbi-ratio 0"
   [lite0-blends]="--model unmask-lite0 --lr 5e-4 --no-balance --sbi-ratio 0.25 --xray-ratio 0.15 --dense-landmarks"
 )
