@@ -63,6 +63,18 @@ def test_the_report_recalibrates_and_checks_each_source_held_out():
     assert config.calibration != (1.0, 0.0)
 
 
+def test_a_ranking_near_chance_keeps_the_models_calibration():
+    """Platt scaling on a near-chance ranking would give every face about the base rate; the
+    model's own calibration stays, the report says why, and the error promises still hold."""
+    labels, probs = overlapping(shift=0.05)  # pooled AUC about 0.53
+    data = Predictions(labels, probs, np.array(["a"] * len(labels)), None)
+    own = ModelConfig(name="m", calibration=(1.5, -0.2))
+    config, report = threshold_report(data, own)
+    assert config.calibration == own.calibration
+    assert report["platt_scaling"].startswith("kept: the pooled out-of-source ranking (AUC 0.5")
+    assert report["all"]["false_positive_rate"] <= 0.05 and report["all"]["miss_rate"] <= 0.05
+
+
 def write_report(folder, rows, sha=None):
     folder.mkdir(parents=True)
     with (folder / "predictions.csv").open("w", newline="") as fh:

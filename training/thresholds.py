@@ -93,12 +93,29 @@ def raw_logits(probs: np.ndarray, calibration: tuple[float, float], eps: float =
     return (logit(probs, eps) - b) / a
 
 
+# Platt scaling is refitted out of source only on a ranking at least this good (pooled AUC).
+# On a ranking near chance the fit's slope is near zero and every face gets about the base rate
+# (a fold of unmask-lite0 at pooled AUC 0.487: sigmoid(0.0017 z - 0.178), 0.455 for every face),
+# hiding the ranking that does hold within a source; the model's own calibration then stays.
+MIN_REFIT_AUC = 0.6
+
+
+def platt_verdict(labels: np.ndarray, scores: np.ndarray, slope: float) -> str | None:
+    """Why Platt scaling is not refitted on these out-of-source scores; None when it is."""
+    pooled = auc(labels, scores)
+    if slope <= 0 or pooled < 0.5:
+        return f"kept: the out-of-source ranking is inverted (pooled AUC {pooled:.3f})"
+    if pooled < MIN_REFIT_AUC:
+        return f"kept: the pooled out-of-source ranking (AUC {pooled:.3f}) is too weak to fit a slope to"
+    return None
+
+
 def recalibrate(config: ModelConfig, probs: np.ndarray, labels: np.ndarray) -> ModelConfig:
     """Platt scaling refitted on out-of-source scores, composed with the model's own:
-    sigmoid(a2 * (a1 * z + b1) + b2). A slope <= 0 (the ranking inverted out of source) would
-    turn the model around; then the calibration is left as it is."""
+    sigmoid(a2 * (a1 * z + b1) + b2). On a ranking inverted or near chance out of source
+    (`platt_verdict`) the calibration is left as it is."""
     a2, b2 = fit_platt(logit(probs), labels)
-    if a2 <= 0:
+    if platt_verdict(labels, probs, a2) is not None:
         return config
     a1, b1 = config.calibration
     return replace(config, calibration=(round(a2 * a1, 8), round(a2 * b1 + b2, 8)))
@@ -155,13 +172,15 @@ def threshold_report(
     probabilities, and its calibration is refitted on top."""
     if data.logits is not None:
         a, b = fit_platt(data.logits, data.labels)
-        calibrated = replace(config, calibration=(round(a, 8), round(b, 8))) if a > 0 else config
-        platt = "fitted on the raw logits" if a > 0 else "kept: the out-of-source ranking is inverted"
+        refused = platt_verdict(data.labels, data.logits, a)
+        calibrated = replace(config, calibration=(round(a, 8), round(b, 8))) if refused is None else config
+        platt = refused or "fitted on the raw logits"
         probs = calibrated.probability(torch.from_numpy(data.logits)).numpy().astype(np.float64)
     else:
         calibrated = recalibrate(config, data.probabilities, data.labels)
         probs = apply_calibration(config, calibrated, data.probabilities)
-        platt = "refitted on the probabilities" if calibrated != config else "kept: the ranking is inverted"
+        refused = platt_verdict(data.labels, data.probabilities, 1.0)
+        platt = "refitted on the probabilities" if calibrated != config else (refused or "kept")
     thresholds = honest_thresholds(data.labels, probs, max_fpr, max_miss)
     fitted = replace(
         calibrated, thresholds=Thresholds(real=round(thresholds.real, 6), fake=round(thresholds.fake, 6))
