@@ -130,6 +130,13 @@ def parser() -> argparse.ArgumentParser:
     cal.add_argument("--out", type=Path, required=True, help="where to write the recalibrated checkpoint")
     cal.add_argument("--max-fpr", type=float, default=0.05)
     cal.add_argument("--max-miss", type=float, default=0.05)
+    cal.add_argument(
+        "--logit-scale",
+        default=None,
+        metavar="A,B",
+        help="map a fold's raw logits z to A*z + B first, onto the scale of --weights "
+        "(scripts/logit_scale.py measures A and B on sources both models trained on)",
+    )
 
     tr = sub.add_parser("train", help="train and calibrate a classifier")
     tr.add_argument("--data", type=Path, required=True)

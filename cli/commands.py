@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from unmask.core.exceptions import ConfigurationError, InvalidInput
@@ -318,6 +319,18 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_logit_scale(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    try:
+        a, b = (float(v) for v in text.split(","))
+    except ValueError as exc:
+        raise InvalidInput(f"--logit-scale takes A,B (two numbers), not {text!r}") from exc
+    if not a > 0:
+        raise InvalidInput("--logit-scale: A must be positive (a negative one would turn the ranking around)")
+    return a, b
+
+
 def run_calibrate(args: argparse.Namespace) -> int:
     import torch
 
@@ -329,6 +342,11 @@ def run_calibrate(args: argparse.Namespace) -> int:
             raise InvalidInput("--max-fpr and --max-miss must be in [0, 1)")
     path = resolve_weights("", args.weights)
     data = read_predictions(args.reports)
+    scale = parse_logit_scale(args.logit_scale)
+    if scale is not None:
+        if data.logits is None:
+            raise InvalidInput("--logit-scale needs reports with raw logits (a fold's)")
+        data = replace(data, logits=scale[0] * data.logits + scale[1])
     if data.weights_sha256 and data.weights_sha256 != file_sha256(path):
         # Raw logits of other weights are a fold's: the same recipe trained without the sources
         # it scored, whose calibration is handed to the model trained on every source.
@@ -340,6 +358,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     config = config_for(checkpoint, None)
     fitted, report = threshold_report(data, config, max_fpr=args.max_fpr, max_miss=args.max_miss)
     report["reports"] = [str(r) for r in args.reports]
+    report["fold_logit_scale"] = list(scale) if scale is not None else None
     report["calibrated_weights_sha256"] = file_sha256(path)  # the tensors these thresholds go with
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(args.out.suffix + ".tmp")

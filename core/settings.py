@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     secret_key: SecretStr = SecretStr("")
     public_url: str = ""  # base URL clients reach the API on; default: the request's host
 
-    model: str = "unmask-irv1"
+    model: str = "unmask-lite0"  # or unmask-irv1; both ship (detector/weights/MODEL_CARD.md)
     weights: Path | None = None  # default: the shipped weights of `model`
     device: str = "auto"
     # The classifier's arithmetic: bf16 where the device has it natively (CUDA 8.0+, AMX CPUs),

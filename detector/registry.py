@@ -15,7 +15,10 @@ from unmask.detector.config import ModelConfig, Thresholds
 from unmask.detector.errors import WeightsError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-DEFAULT_MODEL = "unmask-irv1"
+# The model a service or scan uses unless told otherwise: the recipe that measured best on
+# sources it never saw (detector/weights/MODEL_CARD.md). Every model in SHIPPED loads by name.
+DEFAULT_MODEL = "unmask-lite0"
+SHIPPED = ("unmask-lite0", "unmask-irv1")
 METADATA_KEY = "unmask_model"
 
 
@@ -70,9 +73,9 @@ PRETRAINED: dict[str, Callable[[nn.Module], str]] = {"efficientnet_lite0": image
 MODELS: dict[str, ModelConfig] = {
     # The published reference design: 160 px MTCNN crop -> bilinear 256 px, scaled to [0, 1].
     "reference-irv1": ModelConfig(name="reference-irv1", crop_size=160, input_size=256),
-    # Unmask's own detector: trained at the native MTCNN crop size, normalised to [-1, 1].
-    DEFAULT_MODEL: ModelConfig(
-        name=DEFAULT_MODEL,
+    # InceptionResnetV1 trained by Unmask at the native MTCNN crop size, normalised to [-1, 1].
+    "unmask-irv1": ModelConfig(
+        name="unmask-irv1",
         crop_size=160,
         input_size=160,
         margin=16,
@@ -94,7 +97,7 @@ MODELS: dict[str, ModelConfig] = {
     ),
     # EfficientNet-Lite0 started from ImageNet: 160 px MTCNN crop with margin -> 224 px, 0..255
     # normalised with mean 127 and std 128 as in its ImageNet training; Grad-CAM on the last
-    # feature map (7 x 7, 1280 channels). No shipped weights yet.
+    # feature map (7 x 7, 1280 channels). Shipped, and the default.
     "unmask-lite0": ModelConfig(
         name="unmask-lite0",
         arch="efficientnet_lite0",
@@ -107,7 +110,7 @@ MODELS: dict[str, ModelConfig] = {
     ),
 }
 
-DEFAULT_WEIGHTS: dict[str, Path] = {DEFAULT_MODEL: WEIGHTS_DIR / f"{DEFAULT_MODEL}.pt"}
+DEFAULT_WEIGHTS: dict[str, Path] = {name: WEIGHTS_DIR / f"{name}.pt" for name in SHIPPED}
 
 
 @dataclass

@@ -61,4 +61,5 @@ def test_wheel_editable_install_and_tree_agree(tmp_path):
     }
     assert source_modules() == installed_modules() == in_wheel
     assert "unmask/detector/weights/unmask-irv1.pt" in names
+    assert "unmask/detector/weights/unmask-lite0.pt" in names
     assert "unmask/migrations/script.py.mako" in names

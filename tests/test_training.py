@@ -141,7 +141,8 @@ def test_train_one_tiny_epoch_then_evaluate_end_to_end(tmp_path):
     a, b = metrics["model"]["calibration"]  # the raw logit gives the probability back
     for row in rows[1:]:
         p, z = float(row.split(",")[2]), float(row.split(",")[5])
-        assert abs(1 / (1 + math.exp(-(a * z + b))) - p) < 1e-5
+        # to the printed precision: z has 6 decimals, and a tiny run's slope a can be huge
+        assert abs(1 / (1 + math.exp(-(a * z + b))) - p) < 1e-5 + p * (1 - p) * abs(a) * 5e-7
     assert (out / "roc.png").stat().st_size > 1000 and (out / "confusion.png").stat().st_size > 1000
 
     # The card can be rewritten with production-path results added.

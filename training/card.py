@@ -78,6 +78,8 @@ def recipe_levers(opts: dict) -> str:
 
 def start_of(report: dict) -> str:
     init = report["options"].get("init_weights")
+    if not init and report.get("from_published_weights"):
+        return "fine-tuned from the architecture's published ImageNet weights"
     if not init:
         return "trained from scratch"
     return f"fine-tuned from `{Path(init).name}` (sha256 `{(report.get('init_sha256') or '?')[:12]}…`)"

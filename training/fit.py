@@ -15,7 +15,7 @@ import torch
 from unmask.detector.config import ModelConfig
 from unmask.detector.errors import InvalidData
 from unmask.detector.predictor import pick_device
-from unmask.detector.registry import MODELS, file_sha256, save_checkpoint
+from unmask.detector.registry import MODELS, PRETRAINED, file_sha256, save_checkpoint
 from unmask.training.card import metrics_table, write_model_card
 from unmask.training.dataset import CropSet, folder_crops, scan_labelled
 from unmask.training.metrics import fit_platt, fit_thresholds, summary
@@ -156,6 +156,9 @@ def fit_model(
         "held_out_sources": options.val_sources,
         "calibrated_on": calibrated_on,
         "init_sha256": file_sha256(Path(options.init_weights)) if options.init_weights else None,
+        "from_published_weights": bool(
+            not options.init_weights and options.pretrained and config.arch in PRETRAINED
+        ),
         "options": options.__dict__,
         "train_sources": sorted(set(train_set.sources.tolist())),
         "no_face": len(data.no_face),

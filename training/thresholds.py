@@ -234,7 +234,14 @@ def report_markdown(report: dict) -> str:
         f"between. Chosen on out-of-source predictions so that at most "
         f"{pct(report['max_false_positive_rate'])} of real faces are called fake and at most "
         f"{pct(report['max_miss_rate'])} of fakes are called real. Platt scaling: "
-        f"{report.get('platt_scaling', 'refitted')}.",
+        f"{report.get('platt_scaling', 'refitted')}."
+        + (
+            " The fold's raw logits z were first mapped to {:g}·z {:+g}, onto these weights' scale.".format(
+                *report["fold_logit_scale"]
+            )
+            if report.get("fold_logit_scale")
+            else ""
+        ),
         "",
         "| source | n | AUC | coverage | accuracy on decided | reals called fake | fakes called real |",
         "|---|---|---|---|---|---|---|",

@@ -229,7 +229,7 @@ class Trainer:
             self.adversary.train()
             sources = torch.as_tensor(self.source_index[indices], device=self.device)
             strength = adversary_strength(global_step / max(1, self.total_steps))
-            domain = self.adversary.loss(self._embedding, target.long(), sources, strength)
+            domain = self.adversary.loss(self._embedding.float(), target.long(), sources, strength)
             loss = loss + self.opt.source_adversary * domain
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
