@@ -16,9 +16,9 @@ process (so peak memory is its own) over the same bytes:
   model through the in-process batcher (batched MTCNN, every face in one scoring + Grad-CAM pass,
   the re-encode stability pass), then draw, JPEG-encode and write their overlays.
 
-Unmask runs the shipped `unmask-irv1` weights; the reference runs a seeded random
-InceptionResnetV1 (weights do not change the speed). Results: bench/results/throughput-<device>.json
-and a row per path in bench/RESULTS.md (history kept).
+Unmask runs the default shipped classifier (`unmask-lite0`; `UNMASK_MODEL=unmask-irv1` for the
+other); the reference runs a seeded random InceptionResnetV1 (weights do not change its
+speed). Results: bench/results/throughput-<device>.json and a row per path in bench/RESULTS.md (history kept).
 """
 
 from __future__ import annotations
