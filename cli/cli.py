@@ -23,7 +23,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
         "--precision",
         choices=("auto", "fp32", "bf16"),
         default="auto",
-        help="the classifier's arithmetic (auto: bf16 where the device has it natively)",
+        help="the classifier's arithmetic (auto: bf16 where the device has it natively and the "
+        "architecture keeps its scores in it)",
     )
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
 

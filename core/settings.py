@@ -36,8 +36,8 @@ class Settings(BaseSettings):
     model: str = "unmask-lite0"  # or unmask-irv1; both ship (detector/weights/MODEL_CARD.md)
     weights: Path | None = None  # default: the shipped weights of `model`
     device: str = "auto"
-    # The classifier's arithmetic: bf16 where the device has it natively (CUDA 8.0+, AMX CPUs),
-    # else fp32; results name the one used.
+    # The classifier's arithmetic: auto is bf16 where the device has it natively (CUDA 8.0+, AMX
+    # CPUs) and the architecture keeps its scores in it, else fp32; results name the one used.
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     min_face_size: int = Field(20, ge=1)
     min_face_probability: float = Field(0.90, ge=0.0, le=1.0)

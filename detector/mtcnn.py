@@ -2,11 +2,11 @@
 
 facenet-pytorch's `detect_face` crops each candidate box of the second and third stages in a Python
 loop, one area resize per box: some 90 small calls per image, which cost more than the networks on
-a CPU and are a kernel launch each on a GPU. Here all candidates of all images go through one
-`roi_align` (each output cell the mean of a grid of bilinear samples, about one per source pixel:
-for these downscales a close match to area resampling), and the three networks run channels-last,
-which oneDNN runs about twice as fast. The networks, their weights, the thresholds, the image
-pyramid, the non-maximum suppression and the box regression are facenet-pytorch's own.
+a CPU and are a kernel launch each on a GPU. Here all candidates of all images are area-resampled
+at once from one integral image of the batch (the same bins as adaptive average pooling, so the
+same values), and the three networks run channels-last, which oneDNN runs about twice as fast.
+The networks, their weights, the thresholds, the image pyramid, the non-maximum suppression, the
+batching of the networks and the box regression are facenet-pytorch's own.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import torch
 from facenet_pytorch.models.utils.detect_face import (
     batched_nms_numpy,
     bbreg,
+    fixed_batch_process,
     generateBoundingBox,
     imresample,
     pad,
@@ -94,12 +95,6 @@ def crop_candidates(integral: torch.Tensor, boxes: torch.Tensor, image_inds: tor
     return normalised(crops).contiguous(memory_format=torch.channels_last), keep
 
 
-def run_net(net: nn.Module, batch: torch.Tensor, chunk: int = 512) -> tuple[torch.Tensor, ...]:
-    """The network over a batch in chunks (bounded memory), outputs joined."""
-    outs = [net(batch[i : i + chunk]) for i in range(0, len(batch), chunk)]
-    return tuple(torch.cat(parts, dim=0) for parts in zip(*outs))
-
-
 def detect_faces(
     pixels: torch.Tensor,
     pnet: nn.Module,
@@ -146,7 +141,7 @@ def detect_faces(
     integral = integral_image(pixels)
     crops, keep = crop_candidates(integral, boxes, image_inds, 24)
     boxes, image_inds = boxes[keep], image_inds[keep]
-    reg, probs = run_net(rnet, crops)
+    reg, probs = fixed_batch_process(crops, rnet)
     passed = probs[:, 1] > thresholds[1]
     boxes = torch.cat([boxes[passed, :4], probs[passed, 1:2]], dim=1)
     image_inds, reg = image_inds[passed], reg[passed]
@@ -159,7 +154,7 @@ def detect_faces(
     # Stage 3: the output net on 48 px crops: final score, box and five landmarks.
     crops, keep = crop_candidates(integral, boxes, image_inds, 48)
     boxes, image_inds = boxes[keep], image_inds[keep]
-    reg, marks, probs = run_net(onet, crops)
+    reg, marks, probs = fixed_batch_process(crops, onet)
     passed = probs[:, 1] > thresholds[2]
     boxes = torch.cat([boxes[passed, :4], probs[passed, 1:2]], dim=1)
     image_inds, reg, marks = image_inds[passed], reg[passed], marks[passed]

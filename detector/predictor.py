@@ -52,7 +52,7 @@ def native_bf16(device: torch.device) -> bool:
 BF16_ARCHS = frozenset({"inception_resnet_v1"})
 
 
-def pick_precision(name: str, device: torch.device, arch: str = "inception_resnet_v1") -> str:
+def pick_precision(name: str, device: torch.device, arch: str) -> str:
     """`auto` is bf16 where the device has native bf16 and the architecture keeps its scores in
     it, else fp32; `fp32` and `bf16` are taken as asked."""
     if name not in PRECISIONS:

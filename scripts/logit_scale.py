@@ -14,19 +14,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unmask.detector.predictor import to_model_input
 from unmask.detector.registry import MODELS, load_model
 from unmask.training.dataset import folder_crops
+from unmask.training.train import predict_logits
 
 
-def logits(weights: Path, crops: np.ndarray, batch: int = 50) -> np.ndarray:
+def logits(weights: Path, crops: np.ndarray) -> np.ndarray:
     model = load_model(weights, None, torch.device("cpu"))
-    out = []
-    with torch.inference_mode():
-        for start in range(0, len(crops), batch):
-            batch_in = to_model_input(list(crops[start : start + batch]), model.config)
-            out.append(model.module(batch_in).reshape(-1).float().numpy())
-    return np.concatenate(out)
+    return predict_logits(model.module, model.config, crops, torch.device("cpu"))
 
 
 def main() -> None:

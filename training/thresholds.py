@@ -110,15 +110,16 @@ def platt_verdict(labels: np.ndarray, scores: np.ndarray, slope: float) -> str |
     return None
 
 
-def recalibrate(config: ModelConfig, probs: np.ndarray, labels: np.ndarray) -> ModelConfig:
+def recalibrate(config: ModelConfig, probs: np.ndarray, labels: np.ndarray) -> tuple[ModelConfig, str | None]:
     """Platt scaling refitted on out-of-source scores, composed with the model's own:
-    sigmoid(a2 * (a1 * z + b1) + b2). On a ranking inverted or near chance out of source
-    (`platt_verdict`) the calibration is left as it is."""
+    sigmoid(a2 * (a1 * z + b1) + b2). On a ranking inverted or near chance out of source the
+    calibration is left as it is, and the reason (`platt_verdict`) is returned with it."""
     a2, b2 = fit_platt(logit(probs), labels)
-    if platt_verdict(labels, probs, a2) is not None:
-        return config
+    refused = platt_verdict(labels, probs, a2)
+    if refused is not None:
+        return config, refused
     a1, b1 = config.calibration
-    return replace(config, calibration=(round(a2 * a1, 8), round(a2 * b1 + b2, 8)))
+    return replace(config, calibration=(round(a2 * a1, 8), round(a2 * b1 + b2, 8))), None
 
 
 def apply_calibration(old: ModelConfig, new: ModelConfig, probs: np.ndarray) -> np.ndarray:
@@ -177,10 +178,9 @@ def threshold_report(
         platt = refused or "fitted on the raw logits"
         probs = calibrated.probability(torch.from_numpy(data.logits)).numpy().astype(np.float64)
     else:
-        calibrated = recalibrate(config, data.probabilities, data.labels)
+        calibrated, refused = recalibrate(config, data.probabilities, data.labels)
         probs = apply_calibration(config, calibrated, data.probabilities)
-        refused = platt_verdict(data.labels, data.probabilities, 1.0)
-        platt = "refitted on the probabilities" if calibrated != config else (refused or "kept")
+        platt = refused or "refitted on the probabilities"
     thresholds = honest_thresholds(data.labels, probs, max_fpr, max_miss)
     fitted = replace(
         calibrated, thresholds=Thresholds(real=round(thresholds.real, 6), fake=round(thresholds.fake, 6))
