@@ -14,7 +14,10 @@ process (so peak memory is its own) over the same bytes:
 - `unmask-single`: Unmask's worker path with a batch size of 1 (one job at a time).
 - `unmask-batch`: the production worker path: `--batch` threads each decode one image, share the
   model through the in-process batcher (batched MTCNN, every face in one scoring + Grad-CAM pass,
-  the re-encode stability pass), then draw, JPEG-encode and write their overlays.
+  the re-encode stability pass), then draw, JPEG-encode and write their overlays. With
+  `--decode device` (the default on cuda) the threads read only the JPEG headers and the
+  batcher decodes the whole batch on the device in one call (nvJPEG on a GPU), shrinking it
+  there for MTCNN.
 
 Unmask runs the default shipped classifier (`unmask-lite0`; `UNMASK_MODEL=unmask-irv1` for the
 other); the reference runs a seeded random InceptionResnetV1 (weights do not change its
@@ -143,7 +146,7 @@ def run_reference(images: list[bytes], device: str, out: Path) -> dict:
     return summary("reference", len(images), faces, elapsed, stages, device, 1, "fp32")
 
 
-def run_unmask(images: list[bytes], device: str, out: Path, batch: int, precision: str) -> dict:
+def run_unmask(images: list[bytes], device: str, out: Path, batch: int, precision: str, decode: str) -> dict:
     """Unmask's worker path: `batch` threads, one image each, sharing the model."""
     from unmask.core.settings import Settings
     from unmask.detector.predictor import Predictor
@@ -158,31 +161,33 @@ def run_unmask(images: list[bytes], device: str, out: Path, batch: int, precisio
         stability_check=settings.stability_check,
         precision=precision,
     )
-    detector = PredictorDetector(predictor, max_pixels=64_000_000, batch_size=batch, batch_wait_seconds=0.05)
+    detector = PredictorDetector(
+        predictor, max_pixels=64_000_000, batch_size=batch, batch_wait_seconds=0.05, decode=decode
+    )
     model_stages: dict[str, float] = {}
+    detector.timings = model_stages
     lock = threading.Lock()
     thread_stages = dict.fromkeys(("decode", "encode", "store"), 0.0)
+    predict_group = detector.predict_group
 
-    def predict_group(group: list) -> list:
-        found = predictor.predict_many(
-            [d.image for d in group], render=False, timings=model_stages, working=[d.working for d in group]
-        )
+    def timed_group(group: list) -> list:
+        found = predict_group(group)
         sync(device)
         return found
 
     if detector.batcher is not None:
-        detector.batcher.run = predict_group
+        detector.batcher.run = timed_group
 
     def one(index: int, data: bytes) -> int:
         t0 = time.perf_counter()
         decoded = detector.decode(data)
         t1 = time.perf_counter()
         if detector.batcher is not None:
-            prediction = detector.batcher.submit(decoded)
+            predicted = detector.batcher.submit(decoded)
         else:
-            prediction = predict_group([decoded])[0]
+            predicted = timed_group([decoded])[0]
         t2 = time.perf_counter()
-        analysis = detector.finish(decoded, prediction)
+        analysis = detector.finish(predicted)
         t3 = time.perf_counter()
         for i, jpeg in enumerate([analysis.overlays.image, *analysis.overlays.faces]):
             if jpeg is not None:
@@ -208,7 +213,9 @@ def run_unmask(images: list[bytes], device: str, out: Path, batch: int, precisio
         "store": thread_stages["store"],
     }
     name = "unmask-batch" if batch > 1 else "unmask-single"
-    return summary(name, len(images), faces, elapsed, stages, device, batch, predictor.precision)
+    result = summary(name, len(images), faces, elapsed, stages, device, batch, predictor.precision)
+    result["decode"] = "device" if detector.decode_on_device else "pillow"
+    return result
 
 
 def summary(
@@ -230,7 +237,14 @@ def summary(
 
 
 def child(  # noqa: ANN001
-    path: str, images: list[bytes], device: str, batch: int, threads: int | None, precision: str, queue
+    path: str,
+    images: list[bytes],
+    device: str,
+    batch: int,
+    threads: int | None,
+    precision: str,
+    decode: str,
+    queue,
 ) -> None:
     import torch
 
@@ -240,15 +254,21 @@ def child(  # noqa: ANN001
         if path == "reference":
             queue.put(run_reference(images, device, Path(tmp)))
         else:
-            queue.put(run_unmask(images, device, Path(tmp), batch, precision))
+            queue.put(run_unmask(images, device, Path(tmp), batch, precision, decode))
 
 
 def in_process(
-    path: str, images: list[bytes], device: str, batch: int, threads: int | None, precision: str = "auto"
+    path: str,
+    images: list[bytes],
+    device: str,
+    batch: int,
+    threads: int | None,
+    precision: str = "auto",
+    decode: str = "auto",
 ) -> dict:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=child, args=(path, images, device, batch, threads, precision, queue))
+    proc = ctx.Process(target=child, args=(path, images, device, batch, threads, precision, decode, queue))
     proc.start()
     result = queue.get()
     proc.join()
@@ -279,7 +299,7 @@ def append_markdown(report: dict) -> None:
     quick = " (quick)" if report["quick"] else ""
     rows = [
         (
-            r["path"],
+            r["path"] + (", JPEGs decoded on the device" if r.get("decode") == "device" else ""),
             r["batch"],
             r.get("precision", "fp32"),
             r["images_per_s"],
@@ -311,6 +331,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--precision", default="auto", choices=("auto", "fp32", "bf16"), help="Unmask's classifier arithmetic"
     )
+    parser.add_argument(
+        "--decode",
+        default="auto",
+        choices=("auto", "pillow", "device"),
+        help="where Unmask decodes JPEGs: auto is the GPU (nvJPEG) on cuda, Pillow on cpu",
+    )
     parser.add_argument("--quick", action="store_true", help="12 images, for a check under a minute")
     parser.add_argument("--skip-single", action="store_true", help="leave out the one-at-a-time Unmask path")
     parser.add_argument("--e2e", action="store_true", help="real jobs through API, broker and worker")
@@ -326,9 +352,13 @@ def main(argv: list[str] | None = None) -> int:
     runs = [in_process("reference", images, args.device, 1, args.threads)]
     print(json.dumps(runs[-1]), flush=True)
     if not args.skip_single:
-        runs.append(in_process("unmask-single", images, args.device, 1, args.threads, args.precision))
+        runs.append(
+            in_process("unmask-single", images, args.device, 1, args.threads, args.precision, args.decode)
+        )
         print(json.dumps(runs[-1]), flush=True)
-    runs.append(in_process("unmask-batch", images, args.device, batch, args.threads, args.precision))
+    runs.append(
+        in_process("unmask-batch", images, args.device, batch, args.threads, args.precision, args.decode)
+    )
     print(json.dumps(runs[-1]), flush=True)
     report = {
         "command": "python bench/throughput.py " + " ".join(sys.argv[1:] if argv is None else argv),

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import re
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -59,8 +60,16 @@ def own_upload_prefix(tenant: str) -> str:
 
 
 class KeyService:
-    def __init__(self, *, sessions: sessionmaker[Session]) -> None:
+    """Keys, stored as SHA-256 digests. `authenticate` remembers a known key for
+    `cache_seconds` (per process), so a busy API does not look every request's key up: a key
+    revoked by another process stops working within that time; one revoked here, at once."""
+
+    CACHE_LIMIT = 10_000  # keys remembered at most; the cache starts over when full
+
+    def __init__(self, *, sessions: sessionmaker[Session], cache_seconds: float = 0.0) -> None:
         self.sessions = sessions
+        self.cache_seconds = cache_seconds
+        self.known: dict[str, tuple[Principal, float]] = {}
 
     def create(self, *, tenant: str, name: str | None = None) -> tuple[KeyRead, str]:
         """A new key; the secret is returned once and stored only as its SHA-256."""
@@ -84,6 +93,7 @@ class KeyService:
             if len(rows) != 1:
                 raise NotFound(f"no single key matches {key!r}")
             rows[0].revoked_at = rows[0].revoked_at or utcnow()
+            self.known.pop(rows[0].secret_sha256, None)
             return KeyRead.model_validate(rows[0], from_attributes=True)
 
     def list(self, *, tenant: str | None = None) -> list[KeyRead]:
@@ -98,11 +108,21 @@ class KeyService:
         scheme, _, secret = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not secret.strip():
             raise Unauthorized("send an API key as `Authorization: Bearer <key>`")
+        hashed = digest(secret.strip())
+        remembered = self.known.get(hashed)
+        if remembered is not None and remembered[1] > time.monotonic():
+            return remembered[0]
         with session_scope(self.sessions) as session:
-            row = session.scalar(select(ApiKey).where(ApiKey.secret_sha256 == digest(secret.strip())))
+            row = session.scalar(select(ApiKey).where(ApiKey.secret_sha256 == hashed))
             if row is None or row.revoked_at is not None:
+                self.known.pop(hashed, None)
                 raise Unauthorized("the API key is unknown or revoked")
-            return Principal(row.tenant, row.id)
+            found = Principal(row.tenant, row.id)
+        if self.cache_seconds > 0:
+            if len(self.known) >= self.CACHE_LIMIT:
+                self.known.clear()
+            self.known[hashed] = (found, time.monotonic() + self.cache_seconds)
+        return found
 
 
 class TenantService:

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     worker_batch_size: int = Field(8, ge=1, le=256)
     batch_wait_ms: float = Field(20, ge=0, le=5000)  # how long a batch waits to fill up
     detect_max_side: int = Field(512, ge=64)  # MTCNN sees the image shrunk to this longer side
+    # Where the batch path decodes JPEGs: `device` decodes a batch at once on the model's device
+    # (nvJPEG on a GPU); `pillow` in each job's thread; `auto` is device on a GPU, pillow on a CPU.
+    decode: Literal["auto", "pillow", "device"] = "auto"
     # Re-score each face after a mild re-encode; a verdict that flips becomes `uncertain`.
     stability_check: bool = True
     task_max_retries: int = Field(3, ge=0)
@@ -82,6 +85,9 @@ class Settings(BaseSettings):
     # Per API key, in the `limits` notation ("20/second;1000/minute"); counted in Redis when the
     # broker is Redis, else in memory.
     rate_limit: str = "20/second;2000/minute"
+    # How long an API process trusts a key it has looked up; a key revoked elsewhere stops
+    # working within this time (0: every request looks its key up).
+    api_key_cache_seconds: float = Field(5.0, ge=0, le=300)
     # Touched by the worker once it is ready; `unmask up` waits for it before serving.
     worker_ready_file: Path | None = None
 

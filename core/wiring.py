@@ -80,7 +80,7 @@ def build_services(settings: Settings, *, queue: JobQueue, store: ObjectStore | 
     sessions = make_sessions(settings)
     store = store or make_store(settings)
     jobs = JobService(sessions=sessions, store=store, queue=queue, settings=settings)
-    keys = KeyService(sessions=sessions)
+    keys = KeyService(sessions=sessions, cache_seconds=settings.api_key_cache_seconds)
     return Services(
         settings,
         sessions,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from unmask.detector.errors import InvalidImage
@@ -25,10 +27,17 @@ DETECT_MAX_SIDE = 512
 
 @dataclass(frozen=True)
 class Working:
-    """The shrunk copy of an image that MTCNN looks at, and the factor back to the original."""
+    """The shrunk copy of an image that MTCNN looks at, and the factor back to the original:
+    a Pillow image, or H x W x 3 uint8 pixels already on the detector's device."""
 
     scale: float
-    image: Image.Image
+    image: Image.Image | torch.Tensor
+
+    @property
+    def size(self) -> tuple[int, int]:
+        if isinstance(self.image, torch.Tensor):
+            return int(self.image.shape[1]), int(self.image.shape[0])
+        return self.image.size
 
 
 @dataclass
@@ -67,6 +76,72 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
         raise InvalidImage(f"image has too many pixels (limit {max_pixels})", code="image_too_large") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InvalidImage("the file is not a readable image", code="not_an_image") from exc
+
+
+# EXIF orientation tag; 1 (or none) means the pixels are stored upright.
+EXIF_ORIENTATION = 0x0112
+
+
+@dataclass(frozen=True)
+class Header:
+    """What an image's header says, read without decoding a pixel."""
+
+    format: str | None
+    mode: str
+    width: int
+    height: int
+    orientation: int
+
+
+def read_header(data: bytes, max_pixels: int = MAX_PIXELS) -> Header:
+    """The header of an image, or InvalidImage for the same reasons decode_image gives (empty,
+    not an image, more pixels than the limit); the pixels are not checked."""
+    if not data:
+        raise InvalidImage("the file is empty", code="empty_file")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            header = Header(
+                img.format, img.mode, img.width, img.height, int(img.getexif().get(EXIF_ORIENTATION, 1) or 1)
+            )
+    except Image.DecompressionBombError as exc:
+        raise InvalidImage(f"image has too many pixels (limit {max_pixels})", code="image_too_large") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InvalidImage("the file is not a readable image", code="not_an_image") from exc
+    if header.width * header.height > max_pixels:
+        raise InvalidImage(
+            f"image has {header.width}x{header.height} pixels, more than the limit of {max_pixels}",
+            code="image_too_large",
+        )
+    return header
+
+
+def device_decodable(header: Header) -> bool:
+    """Whether decode_jpegs gives the same upright RGB pixels decode_image does: a baseline or
+    progressive JPEG in colour or grey, stored upright (torchvision applies EXIF orientation on
+    the CPU only, and CMYK needs Pillow's conversion)."""
+    return header.format == "JPEG" and header.mode in ("RGB", "L") and header.orientation == 1
+
+
+# torchvision 0.29 deprecates its image codecs in favour of TorchCodec's; until that moves,
+# the warning would be repeated on every batch.
+warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision")
+
+
+def decode_jpegs(blobs: Sequence[bytes], device: torch.device) -> list[torch.Tensor | InvalidImage]:
+    """JPEGs (that device_decodable accepted) to H x W x 3 uint8 pixels on `device`, in one call:
+    nvJPEG's batched decoder on a CUDA device, libjpeg-turbo on the CPU (the same pixels Pillow
+    gives). A batch with an unreadable file is decoded again one by one, so only that file fails."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    if not blobs:
+        return []
+    encoded = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in blobs]
+    try:
+        return [t.permute(1, 2, 0) for t in decode_jpeg(encoded, mode=ImageReadMode.RGB, device=device)]
+    except RuntimeError:
+        if len(blobs) == 1:
+            return [InvalidImage("the file is not a readable image", code="not_an_image")]
+    return [decoded for blob in blobs for decoded in decode_jpegs([blob], device)]
 
 
 def crop_region(
@@ -134,6 +209,26 @@ class FaceDetector:
         work = image.reduce(int(scale)) if scale >= 2 else image  # a fast box filter first
         return Working(scale, work if work.size == size else work.resize(size, Image.Resampling.BILINEAR))
 
+    def working_pixels(self, pixels: torch.Tensor) -> Working | None:
+        """working_image for H x W x 3 uint8 pixels on any device, computed there: the same box
+        filter (average pooling, partial boxes at the edges averaged over what they cover) and
+        then the same antialiased bilinear resize Pillow uses."""
+        height, width = int(pixels.shape[0]), int(pixels.shape[1])
+        scale = max(height, width) / self.max_side if max(height, width) > self.max_side else 1.0
+        size = (round(width / scale), round(height / scale))
+        if min(size) < MTCNN_MIN_SIDE:
+            return None
+        if scale == 1.0:
+            return Working(1.0, pixels)
+        work = pixels.permute(2, 0, 1)[None].float()
+        if scale >= 2:
+            factor = int(scale)
+            work = F.avg_pool2d(work, factor, ceil_mode=True).round()
+        if (work.shape[-1], work.shape[-2]) != size:
+            work = F.interpolate(work, size=size[::-1], mode="bilinear", antialias=True, align_corners=False)
+            work = work.round().clamp(0, 255)
+        return Working(scale, work[0].permute(1, 2, 0).to(torch.uint8).contiguous())
+
     def detect(self, image: Image.Image) -> list[Face]:
         """All faces, largest probability first; small or unsure ones are marked skipped."""
         return self.detect_many([image])[0]
@@ -142,20 +237,19 @@ class FaceDetector:
         self, images: Sequence[Image.Image], working: Sequence[Working | None] | None = None
     ) -> list[list[Face]]:
         """detect() for many images: those whose working images share a size go through MTCNN
-        as one batch (its stages then run once per pyramid scale for all of them)."""
+        as one batch (its stages then run once per pyramid scale for all of them). Working
+        images already on the device (working_pixels) are not copied again."""
         if working is None:
             working = [self.working_image(image) for image in images]
         found: list[list[Face]] = [[] for _ in images]
         groups: dict[tuple[int, int], list[tuple[int, Working]]] = {}
         for index, prepared in enumerate(working):
             if prepared is not None:
-                groups.setdefault(prepared.image.size, []).append((index, prepared))
+                groups.setdefault(prepared.size, []).append((index, prepared))
         for members in groups.values():
             for start in range(0, len(members), self.max_batch):
                 chunk = members[start : start + self.max_batch]
-                pixels = torch.as_tensor(
-                    np.stack([np.asarray(w.image) for _, w in chunk]), device=self.device
-                )
+                pixels = self._stacked([w.image for _, w in chunk])
                 with torch.inference_mode():
                     results = detect_faces(pixels, *self.nets, min_face=self.pyramid_min_size)
                 for (index, w), got in zip(chunk, results):
@@ -165,6 +259,13 @@ class FaceDetector:
                     ]
                     found[index] = sorted(faces, key=lambda f: -f.detection_probability)
         return found
+
+    def _stacked(self, images: list[Image.Image | torch.Tensor]) -> torch.Tensor:
+        """N x H x W x 3 uint8 on the detector's device."""
+        if all(isinstance(i, torch.Tensor) for i in images):
+            return torch.stack(images).to(self.device)  # type: ignore[arg-type]
+        arrays = [i.cpu().numpy() if isinstance(i, torch.Tensor) else np.asarray(i) for i in images]
+        return torch.as_tensor(np.stack(arrays), device=self.device)
 
     def _face(self, box: np.ndarray, prob: float, points: np.ndarray) -> Face:
         face = Face(

@@ -141,6 +141,8 @@ def detect_faces(
     integral = integral_image(pixels)
     crops, keep = crop_candidates(integral, boxes, image_inds, 24)
     boxes, image_inds = boxes[keep], image_inds[keep]
+    if len(boxes) == 0:  # every candidate lay wholly outside its image
+        return [empty for _ in range(count)]
     reg, probs = fixed_batch_process(crops, rnet)
     passed = probs[:, 1] > thresholds[1]
     boxes = torch.cat([boxes[passed, :4], probs[passed, 1:2]], dim=1)
@@ -154,6 +156,8 @@ def detect_faces(
     # Stage 3: the output net on 48 px crops: final score, box and five landmarks.
     crops, keep = crop_candidates(integral, boxes, image_inds, 48)
     boxes, image_inds = boxes[keep], image_inds[keep]
+    if len(boxes) == 0:
+        return [empty for _ in range(count)]
     reg, marks, probs = fixed_batch_process(crops, onet)
     passed = probs[:, 1] > thresholds[2]
     boxes = torch.cat([boxes[passed, :4], probs[passed, 1:2]], dim=1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 
 import pytest
 from PIL import Image
@@ -50,6 +51,21 @@ def test_a_revoked_key_stops_working(app):
     client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {secret}"
     assert client.get("/v1/jobs").status_code == 200
     keys.revoke(key=info.prefix)
+    assert client.get("/v1/jobs").status_code == 401
+
+
+def test_a_key_revoked_by_another_process_stops_working_once_the_cache_time_is_over(app):
+    from unmask.core.keys import KeyService
+
+    keys = app.extensions["unmask"].keys
+    keys.cache_seconds = 0.5
+    elsewhere = KeyService(sessions=keys.sessions)  # e.g. `unmask keys revoke` on another host
+    info, secret = elsewhere.create(tenant="acme")
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {secret}"
+    assert client.get("/v1/jobs").status_code == 200
+    elsewhere.revoke(key=info.prefix)
+    time.sleep(0.6)
     assert client.get("/v1/jobs").status_code == 401
 
 

@@ -9,12 +9,27 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from unmask.detector.faces import FaceDetector, decode_image
+from unmask.core.exceptions import JobFailed
+from unmask.detector.faces import FaceDetector, decode_image, decode_jpegs, device_decodable, read_header
 from unmask.detector.predictor import Predictor
 from unmask.worker.batching import Batcher
-from unmask.worker.detection import PredictorDetector
+from unmask.worker.detection import PredictorDetector, pick_decode
+
+# Decoding on the device changes MTCNN's input by a level or two (torch's resampling for
+# Pillow's): boxes may move by a pixel or two (IoU with the Pillow path's box at least this)
+# and scores by this much.
+MIN_IOU = 0.95
+SCORE = 0.01
+
+
+def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1])
+    return w * h / (area - w * h)
 
 
 def jpeg(image: Image.Image) -> bytes:
@@ -140,3 +155,104 @@ def test_batched_mtcnn_finds_what_facenet_pytorch_finds(mixed_images):
             assert face.box == pytest.approx(tuple(boxes[i] * scale), abs=0.2)
             assert face.detection_probability == pytest.approx(float(probs[i]), abs=1e-4)
             assert np.asarray(face.landmarks) == pytest.approx(points[i] * scale, abs=0.2)
+
+
+def test_decode_setting_puts_jpegs_on_the_gpu_only_where_asked():
+    assert pick_decode("auto", torch.device("cuda")) and not pick_decode("auto", torch.device("cpu"))
+    assert pick_decode("device", torch.device("cpu")) and not pick_decode("pillow", torch.device("cuda"))
+    with pytest.raises(ValueError, match="decode must be one of"):
+        pick_decode("nvjpeg", torch.device("cpu"))
+
+
+def test_device_decoding_gives_pillows_pixels_and_working_images(face_bytes, group_bytes):
+    grey = io.BytesIO()
+    decode_image(face_bytes).convert("L").save(grey, format="JPEG", quality=90)
+    datas = [face_bytes, jpeg(decode_image(group_bytes)), grey.getvalue()]
+    assert all(device_decodable(read_header(d)) for d in datas)
+    detector = FaceDetector()
+    for data, pixels in zip(datas, decode_jpegs(datas, torch.device("cpu"))):
+        image = decode_image(data)
+        assert np.array_equal(pixels.numpy(), np.asarray(image))  # libjpeg-turbo either way
+        for side in (1024, 1500, 700):  # shrunk 2x by the box filter, then bilinear, or bilinear only
+            big = image.resize((side, side * image.height // image.width))
+            on_host = detector.working_image(big)
+            on_device = detector.working_pixels(torch.from_numpy(np.array(big)))
+            assert on_device.scale == on_host.scale and on_device.size == on_host.size
+            assert np.abs(on_device.image.numpy().astype(int) - np.asarray(on_host.image)).max() <= 2
+
+
+def test_headers_that_the_device_cannot_decode_go_to_pillow(face_bytes):
+    image = decode_image(face_bytes)
+    rotated, cmyk, png = io.BytesIO(), io.BytesIO(), io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored on its side: torchvision applies EXIF orientation on the CPU only
+    image.save(rotated, format="JPEG", exif=exif)
+    image.convert("CMYK").save(cmyk, format="JPEG")
+    image.save(png, format="PNG")
+    for data in (rotated.getvalue(), cmyk.getvalue(), png.getvalue()):
+        assert not device_decodable(read_header(data))
+
+
+def test_decoding_on_the_device_gives_the_faces_and_scores_of_pillow(predictor: Predictor, mixed_images):
+    """The GPU worker's path (JPEGs decoded by torchvision in the batcher's thread and shrunk
+    for MTCNN as tensors), run on the CPU, against the Pillow path."""
+    datas = [jpeg(image) for image in mixed_images]
+    pillow = PredictorDetector(predictor, max_pixels=10**8, decode="pillow")
+    device = PredictorDetector(
+        predictor, max_pixels=10**8, decode="device", batch_size=len(datas), batch_wait_seconds=0.5
+    )
+    assert device.decode(datas[0]).image is None  # the task thread read only the header
+    expected = [pillow.analyse(d) for d in datas]
+    with ThreadPoolExecutor(len(datas)) as pool:
+        got = list(pool.map(device.analyse, datas))
+    for a, b in zip(expected, got):
+        assert b.result.image == a.result.image
+        assert b.result.verdict == a.result.verdict
+        # Every face that was scored is found and scored again; candidates that MTCNN's last
+        # stage passes at about its threshold (reported as skipped, probability < 0.9) may not.
+        scored_a = [f for f in a.result.faces if f.fake_probability is not None]
+        scored_b = [f for f in b.result.faces if f.fake_probability is not None]
+        assert len(scored_b) == len(scored_a)
+        for fa, fb in zip(scored_a, scored_b):
+            assert iou(fa.box, fb.box) >= MIN_IOU
+            assert fb.fake_probability == pytest.approx(fa.fake_probability, abs=SCORE)
+            assert fb.verdict == fa.verdict
+        assert all(f.detection_probability < 0.9 for f in a.result.faces + b.result.faces if f.skip_reason)
+
+
+def test_an_unreadable_jpeg_fails_alone_in_a_device_batch(predictor: Predictor, face_bytes):
+    device = PredictorDetector(
+        predictor, max_pixels=10**8, decode="device", batch_size=3, batch_wait_seconds=0.5
+    )
+    truncated = face_bytes[: len(face_bytes) // 2]  # a readable header, half the scan
+    assert device.decode(truncated).image is None
+
+    def analyse(data: bytes) -> str:
+        try:
+            return device.analyse(data).result.verdict
+        except JobFailed as exc:
+            return exc.code
+
+    with ThreadPoolExecutor(3) as pool:
+        outcomes = list(pool.map(analyse, [face_bytes, truncated, face_bytes]))
+    assert outcomes[1] == "not_an_image"
+    assert outcomes[0] == outcomes[2] != "not_an_image"
+
+
+def test_mtcnn_answers_no_face_when_every_candidate_leaves_the_image(face_bytes):
+    """A refine stage that moves every candidate off the image leaves the last stage nothing
+    to crop: the answer is no face, not an error."""
+    from unmask.detector.mtcnn import detect_faces
+
+    detector = FaceDetector()
+    pnet, rnet, onet = detector.nets
+
+    def off_the_image(crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n = len(crops)
+        shift = torch.full((n, 4), 50.0)  # fifty box widths right and down
+        return shift, torch.tensor([[0.0, 1.0]]).expand(n, 2)
+
+    pixels = torch.from_numpy(np.array(decode_image(face_bytes)))[None]
+    with torch.inference_mode():
+        assert len(detect_faces(pixels, pnet, rnet, onet)[0].boxes) == 1
+        assert len(detect_faces(pixels, pnet, off_the_image, onet)[0].boxes) == 0

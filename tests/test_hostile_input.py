@@ -32,6 +32,9 @@ def test_the_corpus_is_large_enough():
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_hostile_file_gets_its_expected_answer(case, predictor):
-    detector = PredictorDetector(predictor, max_pixels=MAX_PIXELS, explain=False)
+@pytest.mark.parametrize("decode", ["pillow", "device"])
+def test_hostile_file_gets_its_expected_answer(case, decode, predictor):
+    """Both decoders: Pillow in the job's thread, and the GPU worker's batched torchvision
+    decode (run here on the CPU) for the JPEGs it accepts."""
+    detector = PredictorDetector(predictor, max_pixels=MAX_PIXELS, explain=False, decode=decode)
     assert outcome(case, detector) == (case.stage, case.outcome)

@@ -60,6 +60,7 @@ def get_runtime(settings: Settings, app: Any) -> WorkerRuntime:
             max_pixels=settings.max_pixels,
             batch_size=settings.worker_batch_size,
             batch_wait_seconds=settings.batch_wait_ms / 1000,
+            decode=settings.decode,
         )
         _runtimes[key] = WorkerRuntime(get_services(settings, app).jobs, detector)
     return _runtimes[key]
