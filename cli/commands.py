@@ -65,6 +65,10 @@ def serve(settings: Settings, host: str, port: int, threads: int, processes: int
                 "threads": threads,
                 "accesslog": None,
                 "graceful_timeout": 30,
+                # Idle keep-alive connections stay open longer than a load balancer's idle
+                # timeout (60 s on AWS ALB), so the server never closes one a client is about
+                # to send on; gunicorn's default of 2 s reset clients that paused for 2 s.
+                "keepalive": 75,
             }.items():
                 self.cfg.set(name, value)
 
