@@ -17,7 +17,9 @@ process (so peak memory is its own) over the same bytes:
   the re-encode stability pass), then draw, JPEG-encode and write their overlays. With
   `--decode device` (the default on cuda) the threads read only the JPEG headers and the
   batcher decodes the whole batch on the device in one call (nvJPEG on a GPU), shrinking it
-  there for MTCNN.
+  there for MTCNN. With `--processes P`, P such worker processes share the device, each with
+  every P-th image, timed from when all have warmed up until the last is done (several
+  `unmask worker` processes per GPU: MTCNN's small kernels leave a GPU idle between launches).
 
 Unmask runs the default shipped classifier (`unmask-lite0`; `UNMASK_MODEL=unmask-irv1` for the
 other); the reference runs a seeded random InceptionResnetV1 (weights do not change its
@@ -146,8 +148,11 @@ def run_reference(images: list[bytes], device: str, out: Path) -> dict:
     return summary("reference", len(images), faces, elapsed, stages, device, 1, "fp32")
 
 
-def run_unmask(images: list[bytes], device: str, out: Path, batch: int, precision: str, decode: str) -> dict:
-    """Unmask's worker path: `batch` threads, one image each, sharing the model."""
+def run_unmask(  # noqa: ANN001
+    images: list[bytes], device: str, out: Path, batch: int, precision: str, decode: str, barrier=None
+) -> dict:
+    """Unmask's worker path: `batch` threads, one image each, sharing the model. With a barrier,
+    the timed part starts when every process sharing the device has warmed up."""
     from unmask.core.settings import Settings
     from unmask.detector.predictor import Predictor
     from unmask.worker.detection import PredictorDetector
@@ -202,7 +207,9 @@ def run_unmask(images: list[bytes], device: str, out: Path, batch: int, precisio
         list(pool.map(one, range(-batch, 0), images[:batch]))  # warm-up
         model_stages.clear()
         thread_stages = dict.fromkeys(thread_stages, 0.0)
-        start = time.perf_counter()
+        if barrier is not None:
+            barrier.wait()
+        began, start = time.time(), time.perf_counter()
         faces = sum(pool.map(one, range(len(images)), images))
         elapsed = time.perf_counter() - start
     # Thread stages overlap each other and the model; reported as time per image in that stage.
@@ -215,6 +222,7 @@ def run_unmask(images: list[bytes], device: str, out: Path, batch: int, precisio
     name = "unmask-batch" if batch > 1 else "unmask-single"
     result = summary(name, len(images), faces, elapsed, stages, device, batch, predictor.precision)
     result["decode"] = "device" if detector.decode_on_device else "pillow"
+    result["window"] = [began, began + elapsed]
     return result
 
 
@@ -245,6 +253,7 @@ def child(  # noqa: ANN001
     precision: str,
     decode: str,
     queue,
+    barrier=None,
 ) -> None:
     import torch
 
@@ -254,7 +263,7 @@ def child(  # noqa: ANN001
         if path == "reference":
             queue.put(run_reference(images, device, Path(tmp)))
         else:
-            queue.put(run_unmask(images, device, Path(tmp), batch, precision, decode))
+            queue.put(run_unmask(images, device, Path(tmp), batch, precision, decode, barrier))
 
 
 def in_process(
@@ -273,6 +282,69 @@ def in_process(
     result = queue.get()
     proc.join()
     return result
+
+
+def in_processes(
+    images: list[bytes],
+    device: str,
+    batch: int,
+    threads: int | None,
+    precision: str,
+    decode: str,
+    processes: int,
+) -> dict:
+    """The batch path in `processes` worker processes sharing the device, each with its share
+    of the images, timed from the moment all have warmed up to the moment the last is done:
+    what several `unmask worker` processes on one GPU serve together."""
+    if processes <= 1:
+        return in_process("unmask-batch", images, device, batch, threads, precision, decode)
+    if threads is None and not device.startswith("cuda"):  # the cores shared out, not oversubscribed
+        threads = max(1, (os.cpu_count() or 1) // processes)
+    ctx = mp.get_context("spawn")
+    queue, barrier = ctx.Queue(), ctx.Barrier(processes)
+    procs = [
+        ctx.Process(
+            target=child,
+            args=(
+                "unmask-batch",
+                images[i::processes],
+                device,
+                batch,
+                threads,
+                precision,
+                decode,
+                queue,
+                barrier,
+            ),
+        )
+        for i in range(processes)
+    ]
+    for proc in procs:
+        proc.start()
+    parts = [queue.get() for _ in procs]
+    for proc in procs:
+        proc.join()
+    began, ended = min(p["window"][0] for p in parts), max(p["window"][1] for p in parts)
+    faces = sum(p["faces"] for p in parts)
+    stage_names = parts[0]["stage_ms_per_image"]
+    gpu = [p["gpu_peak_mb"] for p in parts if p["gpu_peak_mb"] is not None]
+    return {
+        **parts[0],
+        "path": f"unmask-batch x{processes} processes",
+        "processes": processes,
+        "images": len(images),
+        "faces": faces,
+        "seconds": round(ended - began, 2),
+        "images_per_s": round(len(images) / (ended - began), 2),
+        "faces_per_s": round(faces / (ended - began), 2),
+        # the mean of the processes' own per-image figures
+        "stage_ms_per_image": {
+            k: round(sum(p["stage_ms_per_image"][k] for p in parts) / processes, 1) for k in stage_names
+        },
+        "peak_rss_mb": round(sum(p["peak_rss_mb"] for p in parts), 1),  # all processes together
+        "gpu_peak_mb": round(sum(gpu), 1) if gpu else None,
+        "window": [began, ended],
+    }
 
 
 def machine(device: str) -> dict:
@@ -337,6 +409,12 @@ def main(argv: list[str] | None = None) -> int:
         choices=("auto", "pillow", "device"),
         help="where Unmask decodes JPEGs: auto is the GPU (nvJPEG) on cuda, Pillow on cpu",
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="worker processes sharing the device on the batch path (MTCNN is launch-bound on a GPU)",
+    )
     parser.add_argument("--quick", action="store_true", help="12 images, for a check under a minute")
     parser.add_argument("--skip-single", action="store_true", help="leave out the one-at-a-time Unmask path")
     parser.add_argument("--e2e", action="store_true", help="real jobs through API, broker and worker")
@@ -357,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(json.dumps(runs[-1]), flush=True)
     runs.append(
-        in_process("unmask-batch", images, args.device, batch, args.threads, args.precision, args.decode)
+        in_processes(images, args.device, batch, args.threads, args.precision, args.decode, args.processes)
     )
     print(json.dumps(runs[-1]), flush=True)
     report = {
