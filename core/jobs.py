@@ -70,6 +70,12 @@ def parse_job_id(value: str) -> uuid.UUID:
         raise NotFound("job not found") from exc
 
 
+# A finished job's id, result and the object keys of its overlays, as record_results takes them.
+Recorded = tuple[uuid.UUID, ImageResult, OverlayLocations]
+# What record_results says of each: None when recorded, NotFound when the job is gone.
+Outcomes = list[NotFound | None]
+
+
 class JobService:
     """Submit, start, record, fail, get and list jobs; run one job's detection."""
 
@@ -85,6 +91,9 @@ class JobService:
         self.webhooks = WebhookService(sessions=sessions, queue=queue, settings=settings)
         # Set by the batch service: the public shape of a batch, for batch.completed events.
         self.batch_reader: Callable[[Session, Batch], BaseModel] | None = None
+        # Set by a batch-path worker: hands a finished job's result to a group commit (a
+        # Batcher over record_results) and returns its outcome; None: one transaction per job.
+        self.recorder: Callable[[Recorded], NotFound | None] | None = None
 
     # -- submission (API) ---------------------------------------------------------------------
 
@@ -356,20 +365,44 @@ class JobService:
 
     def record_result(self, *, job_id: uuid.UUID, result: ImageResult, overlays: OverlayLocations) -> None:
         """Store the result and faces, replacing any from an earlier delivery of the same job."""
+        failure = self.record_results([(job_id, result, overlays)])[0]
+        if failure is not None:
+            raise failure
+
+    def record_results(self, items: Sequence[Recorded]) -> Outcomes:
+        """record_result for several jobs in one transaction (a batch-path worker's jobs that
+        finish together): one commit for all of them, their faces and their events. A job
+        deleted meanwhile gets NotFound and the others are recorded; any other error rolls the
+        whole transaction back and is raised, so each job's task retries or is taken back. Rows
+        are locked in job-id order, so two workers' groups cannot deadlock."""
+        outcomes: Outcomes = [None] * len(items)
+        settled: list[tuple[Sequence[uuid.UUID], uuid.UUID | None]] = []
         with session_scope(self.sessions) as session:
-            job = session.get(Job, job_id, with_for_update=True)
-            if job is None:
-                raise NotFound("job not found")
-            session.execute(delete(Face).where(Face.job_id == job_id))
-            for face in rows.face_rows(result, overlays):
-                face.job_id = job_id
-                session.add(face)
-            rows.apply_result(job, result, overlays)
-            job.status, job.finished_at = "succeeded", utcnow()
-            batch_id = job.batch_id
-            deliveries = self._announce(session, job, "job.succeeded")
-        self.webhooks.dispatch(deliveries)
-        self.settle_batch(batch_id)
+            for index in sorted(range(len(items)), key=lambda i: items[i][0]):
+                job_id, result, overlays = items[index]
+                job = session.get(Job, job_id, with_for_update=True)
+                if job is None:
+                    outcomes[index] = NotFound("job not found")
+                    continue
+                session.execute(delete(Face).where(Face.job_id == job_id))
+                for face in rows.face_rows(result, overlays):
+                    face.job_id = job_id
+                    session.add(face)
+                rows.apply_result(job, result, overlays)
+                job.status, job.finished_at = "succeeded", utcnow()
+                settled.append((self._announce(session, job, "job.succeeded"), job.batch_id))
+        for deliveries, batch_id in settled:
+            self.webhooks.dispatch(deliveries)
+            self.settle_batch(batch_id)
+        return outcomes
+
+    def _record(self, job_id: uuid.UUID, result: ImageResult, overlays: OverlayLocations) -> None:
+        if self.recorder is None:
+            self.record_result(job_id=job_id, result=result, overlays=overlays)
+            return
+        failure = self.recorder((job_id, result, overlays))
+        if failure is not None:
+            raise failure
 
     def fail(self, *, job_id: uuid.UUID, code: str, message: str) -> None:
         with session_scope(self.sessions) as session:
@@ -516,7 +549,7 @@ class JobService:
             log.exception("job %s: unexpected error", job_id)
             return self._failed(job_id, "internal_error", f"unexpected error: {type(exc).__name__}")
         with STAGE_SECONDS.labels("record").time():
-            self.record_result(job_id=job_id, result=analysis.result, overlays=placed)
+            self._record(job_id, analysis.result, placed)
         JOB_OUTCOMES.labels("succeeded", "").inc()
         log.info(
             "job %s succeeded: %s, %d faces", job_id, analysis.result.verdict, len(analysis.result.faces)

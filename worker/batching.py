@@ -26,8 +26,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 
-BATCH_IMAGES = Histogram(
-    "unmask_worker_batch_images", "Images per model batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128)
+BATCH_ITEMS = Histogram(
+    "unmask_worker_batch_items",
+    "Items per group a batcher ran together (model-batcher: images; result-recorder: job results)",
+    ["batcher"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
 )
 
 
@@ -36,10 +39,18 @@ class Batcher(Generic[T, R]):
     `run` returns one result per item, in order; if it raises, every item of the group gets
     the exception."""
 
-    def __init__(self, run: Callable[[list[T]], Sequence[R]], *, max_size: int, max_wait: float) -> None:
+    def __init__(
+        self,
+        run: Callable[[list[T]], Sequence[R]],
+        *,
+        max_size: int,
+        max_wait: float,
+        name: str = "model-batcher",
+    ) -> None:
         if max_size < 1:
             raise ValueError("max_size must be at least 1")
         self.run = run
+        self.name = name
         self.max_size = max_size
         self.max_wait = max_wait
         self.pending: queue.Queue[tuple[T, Future[R]]] = queue.Queue()
@@ -57,7 +68,7 @@ class Batcher(Generic[T, R]):
         # Started on first use, so a worker that forks builds it in the child.
         with self.lock:
             if self.thread is None or not self.thread.is_alive():
-                self.thread = threading.Thread(target=self._loop, name="model-batcher", daemon=True)
+                self.thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
                 self.thread.start()
 
     def _collect(self) -> list[tuple[T, Future[R]]]:
@@ -73,7 +84,7 @@ class Batcher(Generic[T, R]):
     def _loop(self) -> None:
         while True:
             group = self._collect()
-            BATCH_IMAGES.observe(len(group))
+            BATCH_ITEMS.labels(self.name).observe(len(group))
             try:
                 results = self.run([item for item, _ in group])
                 if len(results) != len(group):

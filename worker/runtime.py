@@ -16,6 +16,7 @@ from unmask.core.settings import Settings
 from unmask.core.tasks import TaskQueue
 from unmask.core.wiring import Services, build_services
 from unmask.detector.predictor import Predictor
+from unmask.worker.batching import Batcher
 from unmask.worker.detection import PredictorDetector
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,17 @@ def get_runtime(settings: Settings, app: Any) -> WorkerRuntime:
             batch_wait_seconds=settings.batch_wait_ms / 1000,
             decode=settings.decode,
         )
-        _runtimes[key] = WorkerRuntime(get_services(settings, app).jobs, detector)
+        jobs = get_services(settings, app).jobs
+        if settings.worker_batch_size > 1:
+            # The jobs of one model batch finish within moments of each other: their results,
+            # faces and events go to the database in one transaction.
+            jobs.recorder = Batcher(
+                jobs.record_results,
+                max_size=settings.worker_batch_size,
+                max_wait=settings.batch_wait_ms / 1000,
+                name="result-recorder",
+            ).submit
+        _runtimes[key] = WorkerRuntime(jobs, detector)
     return _runtimes[key]
 
 

@@ -176,6 +176,33 @@ def test_a_rerun_replaces_faces_rather_than_adding(sessions, store):
         assert len(session.scalars(select(Face).where(Face.job_id == job_id)).all()) == 2
 
 
+def test_jobs_finished_together_are_recorded_in_one_transaction(sessions, store):
+    """The batch path's group commit: one commit for every job's result and faces; a job
+    deleted meanwhile is reported alone and the others are still recorded."""
+    from sqlalchemy import event
+
+    from unmask.core.results import OverlayLocations
+
+    jobs = service(sessions, store)
+    with sessions.begin() as session:
+        ids = [factories.make_job(session, status="running", attempts=1).id for _ in range(3)]
+    analysis = Detector().analyse(b"")
+    placed = OverlayLocations("overlays/whole.jpg", ["overlays/face-0.jpg", None])
+    commits: list[object] = []
+    event.listen(sessions, "after_commit", commits.append)
+    gone = uuid.uuid4()
+    outcomes = jobs.record_results(
+        [(ids[0], analysis.result, placed), (gone, analysis.result, placed)]
+        + [(job_id, analysis.result, placed) for job_id in ids[1:]]
+    )
+    assert len(commits) == 1
+    assert outcomes[0] is None and isinstance(outcomes[1], NotFound) and outcomes[2:] == [None, None]
+    with sessions() as session:
+        for job_id in ids:
+            assert session.get(Job, job_id).status == "succeeded"
+            assert len(session.scalars(select(Face).where(Face.job_id == job_id)).all()) == 2
+
+
 @pytest.mark.parametrize("code", ["image_too_large", "not_an_image"])
 def test_input_the_detector_refuses_fails_the_job_with_its_code(sessions, store, code):
     jobs = service(sessions, store)
