@@ -12,13 +12,18 @@ connection, POST a 20 KB JPEG to /v1/jobs:
   measured from each request's scheduled time, so a slow server is not hidden by clients
   that waited for it.
 
-Writes bench/results/api-load.json and a section of bench/RESULTS.md. The load generator runs
-on the same cores as the API; its own CPU use is in the result.
+The clients are asyncio streams in one thread sending a request built once, so the load
+generator takes little of the cores it shares with the API, the database, Redis and SeaweedFS
+(a client thread per connection with `requests`, as before 15:10 on 2026-11-28, took several
+times more). Its own CPU use and the API's are in the result.
+
+Writes bench/results/api-load.json and a section of bench/RESULTS.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import io
 import json
 import os
@@ -27,7 +32,6 @@ import random
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,86 +72,135 @@ def stats(latencies: list[float], errors: int, seconds: float) -> dict:
     }
 
 
-class Submitter:
-    """Uploads from many client threads, each on its own keep-alive session; keeps the latency
-    of every accepted submission and counts the rest."""
+def upload_request(host: str, port: int, key: str, body: bytes) -> bytes:
+    """The whole HTTP/1.1 request of one multipart upload, built once and sent as is."""
+    boundary = "unmask-load-boundary"
+    payload = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="face.jpg"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n"
+        ).encode()
+        + body
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    head = (
+        f"POST /v1/jobs HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {key}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+        f"Content-Length: {len(payload)}\r\n\r\n"
+    ).encode()
+    return head + payload
 
-    def __init__(self, url: str, key: str, body: bytes) -> None:
-        self.url, self.key, self.body = url, key, body
-        self.latencies: list[float] = []
-        self.errors = 0
-        self.lock = threading.Lock()
 
-    def session(self):  # noqa: ANN201
-        import requests
+class Client:
+    """One keep-alive connection; sends a request and reads the status and the whole body.
+    A broken connection is opened again on the next request."""
 
-        session = requests.Session()
-        session.headers["Authorization"] = f"Bearer {self.key}"
-        return session
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
-    def submit(self, session, since: float) -> None:  # noqa: ANN001
-        """One upload; its latency counts from `since` (a perf_counter reading)."""
-        import requests
-
-        files = {"image": ("face.jpg", self.body, "image/jpeg")}
+    async def send(self, request: bytes) -> int:
+        """The response's status, or 0 when the connection failed."""
         try:
-            status = session.post(f"{self.url}/v1/jobs", files=files).status_code
-        except requests.ConnectionError:  # counted, not fatal to the client
-            status = 0
-        took = time.perf_counter() - since
-        with self.lock:
-            if status == 202:
-                self.latencies.append(took)
-            else:
-                self.errors += 1
+            if self.streams is None:
+                self.streams = await asyncio.open_connection(self.host, self.port)
+            reader, writer = self.streams
+            writer.write(request)
+            await writer.drain()
+            status = int((await reader.readuntil(b"\r\n")).split()[1])
+            length, close = 0, False
+            while (line := await reader.readuntil(b"\r\n")) != b"\r\n":
+                name, _, value = line.decode("latin-1").partition(":")
+                if name.lower() == "content-length":
+                    length = int(value)
+                elif name.lower() == "connection":
+                    close = value.strip().lower() == "close"
+            await reader.readexactly(length)
+        except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
+            self.close()
+            return 0
+        if close:
+            self.close()
+        return status
+
+    def close(self) -> None:
+        if self.streams is not None:
+            self.streams[1].close()
+            self.streams = None
+
+
+class Tally:
+    """Latencies of accepted submissions (202); everything else counts as an error."""
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.errors: dict[int, int] = {}  # by status; 0: the connection failed
+
+    def add(self, status: int, seconds: float) -> None:
+        if status == 202:
+            self.latencies.append(seconds)
+        else:
+            self.errors[status] = self.errors.get(status, 0) + 1
 
     def stats(self, seconds: float) -> dict:
-        return stats(self.latencies, self.errors, seconds)
+        return {**stats(self.latencies, sum(self.errors.values()), seconds), "error_statuses": self.errors}
 
 
 def closed_loop(url: str, key: str, body: bytes, clients: int, seconds: float) -> dict:
-    submitter = Submitter(url, key, body)
-    stop_at = time.monotonic() + seconds
+    """Every client sends its next upload as soon as the last one is answered."""
+    host, port = url.removeprefix("http://").split(":")
+    request, tally = upload_request(host, int(port), key, body), Tally()
 
-    def client() -> None:
-        session = submitter.session()
-        while time.monotonic() < stop_at:
-            submitter.submit(session, time.perf_counter())
+    async def client(stop_at: float) -> None:
+        connection = Client(host, int(port))
+        while time.perf_counter() < stop_at:
+            start = time.perf_counter()
+            tally.add(await connection.send(request), time.perf_counter() - start)
+        connection.close()
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return {"mode": "closed", "clients": clients, **submitter.stats(seconds)}
+    async def run() -> None:
+        stop_at = time.perf_counter() + seconds
+        await asyncio.gather(*(client(stop_at) for _ in range(clients)))
+
+    asyncio.run(run())
+    return {"mode": "closed", "clients": clients, **tally.stats(seconds)}
 
 
 def open_loop(url: str, key: str, body: bytes, clients: int, seconds: float, rate: float) -> dict:
-    import queue
+    """Poisson arrivals at `rate` per second, each sent on whichever of the clients'
+    connections is free; latency counts from the scheduled time, waiting for a free
+    connection included."""
+    host, port = url.removeprefix("http://").split(":")
+    request, tally = upload_request(host, int(port), key, body), Tally()
 
-    submitter = Submitter(url, key, body)
-    due: queue.Queue[float | None] = queue.Queue()
+    async def one(scheduled: float, idle: asyncio.Queue[Client]) -> None:
+        connection = await idle.get()
+        status = await connection.send(request)
+        tally.add(status, time.perf_counter() - scheduled)
+        idle.put_nowait(connection)
 
-    def client() -> None:
-        session = submitter.session()
-        while (scheduled := due.get()) is not None:
-            time.sleep(max(0.0, scheduled - time.perf_counter()))
-            submitter.submit(session, scheduled)
+    async def run() -> None:
+        idle: asyncio.Queue[Client] = asyncio.Queue()
+        for _ in range(clients):
+            idle.put_nowait(Client(host, int(port)))
+        rng, tasks = random.Random(0), []
+        at = time.perf_counter() + 0.5
+        end = at + seconds
+        while at < end:
+            await asyncio.sleep(max(0.0, at - time.perf_counter()))
+            tasks.append(asyncio.create_task(one(at, idle)))
+            at += rng.expovariate(rate)
+        await asyncio.gather(*tasks)
+        while not idle.empty():
+            idle.get_nowait().close()
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for t in threads:
-        t.start()
-    rng = random.Random(0)
-    at = time.perf_counter() + 0.5
-    end = at + seconds
-    while at < end:
-        due.put(at)
-        at += rng.expovariate(rate)
-    for _ in threads:
-        due.put(None)
-    for t in threads:
-        t.join()
-    return {"mode": "open", "clients": clients, "rate_per_s": rate, **submitter.stats(seconds)}
+    asyncio.run(run())
+    return {
+        "mode": "open",
+        "clients": clients,
+        "rate_per_s": rate,
+        **tally.stats(seconds),
+    }
 
 
 def api_process(env: dict[str, str], port: int, threads: int, processes: int, log: Path) -> subprocess.Popen:
@@ -226,12 +279,14 @@ def main() -> int:
             closed_loop(url, key, body, 8, 2)  # warm-up: connections, pools, caches
             runs = []
             for mode in ("closed", "open"):
-                cpu, wall = cpu_seconds(proc.pid), time.monotonic()
+                cpu, wall, own = cpu_seconds(proc.pid), time.monotonic(), time.process_time()
                 if mode == "closed":
                     run = closed_loop(url, key, body, args.clients, args.seconds)
                 else:
                     run = open_loop(url, key, body, args.clients, args.seconds, args.rate)
-                run["api_cpu_share"] = round((cpu_seconds(proc.pid) - cpu) / (time.monotonic() - wall), 2)
+                took = time.monotonic() - wall
+                run["api_cpu_share"] = round((cpu_seconds(proc.pid) - cpu) / took, 2)
+                run["load_cpu_share"] = round((time.process_time() - own) / took, 2)
                 runs.append(run)
                 print(json.dumps(run), flush=True)
         finally:
@@ -264,6 +319,7 @@ def main() -> int:
                 r["p99_ms"],
                 r["errors"],
                 r["api_cpu_share"],
+                r.get("load_cpu_share", "–"),
             )
             for r in runs
         ]
@@ -285,6 +341,7 @@ def main() -> int:
                 "p99 ms",
                 "errors",
                 "API cores",
+                "load generator cores",
             ],
             rows,
         )
