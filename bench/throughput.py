@@ -41,6 +41,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -244,78 +245,57 @@ def summary(
     }
 
 
-def child(  # noqa: ANN001
-    path: str,
-    images: list[bytes],
-    device: str,
-    batch: int,
-    threads: int | None,
-    precision: str,
-    decode: str,
-    queue,
-    barrier=None,
-) -> None:
+@dataclass(frozen=True)
+class Setup:
+    """How one path runs: device, images per batch, torch's CPU threads, Unmask's options."""
+
+    device: str
+    batch: int = 1
+    threads: int | None = None
+    precision: str = "auto"
+    decode: str = "auto"
+
+
+def child(path: str, images: list[bytes], setup: Setup, queue, barrier=None) -> None:  # noqa: ANN001
     import torch
 
-    if threads:
-        torch.set_num_threads(threads)
+    if setup.threads:
+        torch.set_num_threads(setup.threads)
     with tempfile.TemporaryDirectory(prefix="unmask-bench-") as tmp:
         if path == "reference":
-            queue.put(run_reference(images, device, Path(tmp)))
+            queue.put(run_reference(images, setup.device, Path(tmp)))
         else:
-            queue.put(run_unmask(images, device, Path(tmp), batch, precision, decode, barrier))
+            queue.put(
+                run_unmask(
+                    images, setup.device, Path(tmp), setup.batch, setup.precision, setup.decode, barrier
+                )
+            )
 
 
-def in_process(
-    path: str,
-    images: list[bytes],
-    device: str,
-    batch: int,
-    threads: int | None,
-    precision: str = "auto",
-    decode: str = "auto",
-) -> dict:
+def in_process(path: str, images: list[bytes], setup: Setup) -> dict:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=child, args=(path, images, device, batch, threads, precision, decode, queue))
+    proc = ctx.Process(target=child, args=(path, images, setup, queue))
     proc.start()
     result = queue.get()
     proc.join()
     return result
 
 
-def in_processes(
-    images: list[bytes],
-    device: str,
-    batch: int,
-    threads: int | None,
-    precision: str,
-    decode: str,
-    processes: int,
-) -> dict:
+def in_processes(images: list[bytes], setup: Setup, processes: int) -> dict:
     """The batch path in `processes` worker processes sharing the device, each with its share
     of the images, timed from the moment all have warmed up to the moment the last is done:
     what several `unmask worker` processes on one GPU serve together."""
     if processes <= 1:
-        return in_process("unmask-batch", images, device, batch, threads, precision, decode)
-    if threads is None and not device.startswith("cuda"):  # the cores shared out, not oversubscribed
-        threads = max(1, (os.cpu_count() or 1) // processes)
+        return in_process("unmask-batch", images, setup)
+    if setup.threads is None and not setup.device.startswith("cuda"):  # cores shared out, not oversubscribed
+        setup = replace(setup, threads=max(1, (os.cpu_count() or 1) // processes))
     ctx = mp.get_context("spawn")
     queue, barrier = ctx.Queue(), ctx.Barrier(processes)
     procs = [
         ctx.Process(
             target=child,
-            args=(
-                "unmask-batch",
-                images[i::processes],
-                device,
-                batch,
-                threads,
-                precision,
-                decode,
-                queue,
-                barrier,
-            ),
+            args=("unmask-batch", images[i::processes], setup, queue, barrier),
         )
         for i in range(processes)
     ]
@@ -427,16 +407,13 @@ def main(argv: list[str] | None = None) -> int:
     n = 12 if args.quick else args.images
     batch = args.batch or (32 if args.device.startswith("cuda") else 8)
     images = make_images(n, args.size)
-    runs = [in_process("reference", images, args.device, 1, args.threads)]
+    unmask = Setup(args.device, 1, args.threads, args.precision, args.decode)
+    runs = [in_process("reference", images, Setup(args.device, 1, args.threads))]
     print(json.dumps(runs[-1]), flush=True)
     if not args.skip_single:
-        runs.append(
-            in_process("unmask-single", images, args.device, 1, args.threads, args.precision, args.decode)
-        )
+        runs.append(in_process("unmask-single", images, unmask))
         print(json.dumps(runs[-1]), flush=True)
-    runs.append(
-        in_processes(images, args.device, batch, args.threads, args.precision, args.decode, args.processes)
-    )
+    runs.append(in_processes(images, replace(unmask, batch=batch), args.processes))
     print(json.dumps(runs[-1]), flush=True)
     report = {
         "command": "python bench/throughput.py " + " ".join(sys.argv[1:] if argv is None else argv),
