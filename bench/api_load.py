@@ -4,7 +4,7 @@
 
 Starts SeaweedFS, a scratch Postgres database and `unmask api` as its own process (Redis db 14 as
 the broker; no worker, so jobs stay queued), then `--clients` clients, each on its own keep-alive
-connection, POST a 20 KB JPEG to /v1/jobs:
+connection, POST a 10 KB JPEG (256 px) to /v1/jobs:
 
 - closed loop: every client sends its next request as soon as the last one is answered (the
   most load those clients can make; latency then grows with the queue they build);
