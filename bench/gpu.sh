@@ -10,11 +10,10 @@
 # a copy of each JSON (and of RESULTS.md) goes to the folder given, for runs whose checkout is
 # not kept (the device tool's $OUT).
 #
-# Not yet run on a GPU. The lent machines' python3 holds torch and torchvision but not Unmask's
-# other needs: carry wheels of facenet-pytorch, grad-cam (with ttach), pydantic and
-# pydantic-settings (with their own needs), then, there:
-#   python3 -m pip install -q --no-deps --no-build-isolation --target /tmp/site . .whl/*.whl
-#   PYTHONPATH=/tmp/site PYTHON=python3 bench/gpu.sh "$OUT"
+# Not yet run on a GPU. The lent machines' python3 holds torch and torchvision but not all of
+# Unmask's needs: bench/gpu-wheels.sh fetches the rest and shows the device call's command.
+# Installing the project with `pip install --target` and running this script's steps from there
+# was tried on the CPU (PYTHONPATH=/tmp/site).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEVICE=${DEVICE:-cuda}; IMAGES=${IMAGES:-256}; SIZE=${SIZE:-1024}; BATCH=${BATCH:-32}
