@@ -4,8 +4,9 @@
 For each worker batch size (1, then the production default): start a worker, submit `--images`
 uploads from several client threads, wait until every job has finished, and read each job's
 `created_at` and `finished_at` from the database. Reports end-to-end images/s (first submission
-to last finish) and p50/p99 job latency; writes bench/results/throughput-e2e-<device>.json and a
-section of bench/RESULTS.md.
+to last finish), p50/p99 job latency, and from the worker's metrics how many images each model
+batch held and how many job results each database commit recorded; writes
+bench/results/throughput-e2e-<device>.json and a section of bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -41,6 +42,26 @@ def percentile_ms(values: list[float], q: float) -> float:
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 1)
 
 
+def group_sizes(metrics_port: int) -> dict[str, float | None]:
+    """Mean items per group of each of the worker's batchers, from its Prometheus endpoint."""
+    import requests
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+    sums: dict[str, dict[str, float]] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name == "unmask_worker_batch_items":
+            for sample in family.samples:
+                if sample.name.endswith(("_sum", "_count")):
+                    kind = sample.name.rsplit("_", 1)[1]
+                    sums.setdefault(sample.labels["batcher"], {})[kind] = sample.value
+    mean = {name: round(v["sum"] / v["count"], 2) if v.get("count") else None for name, v in sums.items()}
+    return {
+        "images_per_model_batch": mean.get("model-batcher"),
+        "jobs_per_commit": mean.get("result-recorder"),
+    }
+
+
 def run_once(images: list[bytes], batch: int, device: str, work: Path, s3: str, broker: str) -> dict:
     from sqlalchemy import select
 
@@ -57,6 +78,7 @@ def run_once(images: list[bytes], batch: int, device: str, work: Path, s3: str, 
             "UNMASK_WORKER_BATCH_SIZE": str(batch),
             "UNMASK_DEVICE": device,
             "UNMASK_RATE_LIMIT": "1000/second",
+            "UNMASK_WORKER_METRICS_PORT": str(metrics_port := services.free_port()),
         }
         services.flush_redis(broker)
         with services.worker_process(env, work / f"worker-{batch}.log") as worker:
@@ -75,6 +97,7 @@ def run_once(images: list[bytes], batch: int, device: str, work: Path, s3: str, 
                     raise TimeoutError("jobs did not finish within an hour")
                 time.sleep(0.25)
             elapsed = time.monotonic() - started
+            groups = group_sizes(metrics_port)
             rss_mb = round(
                 int(Path(f"/proc/{worker.pid}/status").read_text().split("VmHWM:")[1].split()[0]) / 1024, 1
             )
@@ -91,6 +114,7 @@ def run_once(images: list[bytes], batch: int, device: str, work: Path, s3: str, 
         "p50_latency_ms": percentile_ms(latencies, 0.5),
         "p99_latency_ms": percentile_ms(latencies, 0.99),
         "worker_peak_rss_mb": rss_mb,
+        **groups,
     }
 
 
@@ -129,6 +153,8 @@ def main(args: argparse.Namespace) -> int:
                 r["p50_latency_ms"],
                 r["p99_latency_ms"],
                 r["worker_peak_rss_mb"],
+                r.get("images_per_model_batch") or "–",
+                r.get("jobs_per_commit") or "–",
             )
             for r in runs
         ]
@@ -142,6 +168,8 @@ def main(args: argparse.Namespace) -> int:
                 "p50 job latency ms",
                 "p99 job latency ms",
                 "worker peak RSS MB",
+                "images per model batch",
+                "job results per commit",
             ],
             rows,
         )
