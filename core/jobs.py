@@ -396,11 +396,9 @@ class JobService:
             self.settle_batch(batch_id)
         return outcomes
 
-    def _record(self, job_id: uuid.UUID, result: ImageResult, overlays: OverlayLocations) -> None:
-        if self.recorder is None:
-            self.record_result(job_id=job_id, result=result, overlays=overlays)
-            return
-        failure = self.recorder((job_id, result, overlays))
+    def _record(self, item: Recorded) -> None:
+        """Record a finished job through the group commit when there is one, else on its own."""
+        failure = self.recorder(item) if self.recorder is not None else self.record_results([item])[0]
         if failure is not None:
             raise failure
 
@@ -549,7 +547,7 @@ class JobService:
             log.exception("job %s: unexpected error", job_id)
             return self._failed(job_id, "internal_error", f"unexpected error: {type(exc).__name__}")
         with STAGE_SECONDS.labels("record").time():
-            self._record(job_id, analysis.result, placed)
+            self._record((job_id, analysis.result, placed))
         JOB_OUTCOMES.labels("succeeded", "").inc()
         log.info(
             "job %s succeeded: %s, %d faces", job_id, analysis.result.verdict, len(analysis.result.faces)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import io
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,9 +56,10 @@ class Face:
         return min(x2 - x1, y2 - y1)
 
 
-def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Decode bytes to an upright RGB image or raise InvalidImage. The pixel limit is checked
-    against the header's dimensions, before any pixel is decoded."""
+@contextmanager
+def opened(data: bytes, max_pixels: int = MAX_PIXELS) -> Iterator[Image.Image]:
+    """The image behind the bytes, opened but not decoded, with its pixel count checked against
+    the header's dimensions; Pillow's errors here and in the caller's block become InvalidImage."""
     if not data:
         raise InvalidImage("the file is empty", code="empty_file")
     try:
@@ -67,15 +69,22 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
                     f"image has {img.width}x{img.height} pixels, more than the limit of {max_pixels}",
                     code="image_too_large",
                 )
-            img.load()
-            upright = ImageOps.exif_transpose(img)
-            if upright.mode.startswith("I"):  # 16/32-bit grey: scale to 8 bits instead of clipping
-                upright = upright.convert("I").point(lambda v: v / 256).convert("L")
-            return upright.convert("RGB")
+            yield img
     except Image.DecompressionBombError as exc:
         raise InvalidImage(f"image has too many pixels (limit {max_pixels})", code="image_too_large") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InvalidImage("the file is not a readable image", code="not_an_image") from exc
+
+
+def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Decode bytes to an upright RGB image or raise InvalidImage. The pixel limit is checked
+    against the header's dimensions, before any pixel is decoded."""
+    with opened(data, max_pixels) as img:
+        img.load()
+        upright = ImageOps.exif_transpose(img)
+        if upright.mode.startswith("I"):  # 16/32-bit grey: scale to 8 bits instead of clipping
+            upright = upright.convert("I").point(lambda v: v / 256).convert("L")
+        return upright.convert("RGB")
 
 
 # EXIF orientation tag; 1 (or none) means the pixels are stored upright.
@@ -96,23 +105,9 @@ class Header:
 def read_header(data: bytes, max_pixels: int = MAX_PIXELS) -> Header:
     """The header of an image, or InvalidImage for the same reasons decode_image gives (empty,
     not an image, more pixels than the limit); the pixels are not checked."""
-    if not data:
-        raise InvalidImage("the file is empty", code="empty_file")
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            header = Header(
-                img.format, img.mode, img.width, img.height, int(img.getexif().get(EXIF_ORIENTATION, 1) or 1)
-            )
-    except Image.DecompressionBombError as exc:
-        raise InvalidImage(f"image has too many pixels (limit {max_pixels})", code="image_too_large") from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise InvalidImage("the file is not a readable image", code="not_an_image") from exc
-    if header.width * header.height > max_pixels:
-        raise InvalidImage(
-            f"image has {header.width}x{header.height} pixels, more than the limit of {max_pixels}",
-            code="image_too_large",
-        )
-    return header
+    with opened(data, max_pixels) as img:
+        orientation = int(img.getexif().get(EXIF_ORIENTATION, 1) or 1)
+        return Header(img.format, img.mode, img.width, img.height, orientation)
 
 
 def device_decodable(header: Header) -> bool:
@@ -196,14 +191,21 @@ class FaceDetector:
             net.eval().to(memory_format=torch.channels_last) for net in (mtcnn.pnet, mtcnn.rnet, mtcnn.onet)
         )
 
+    def working_size(self, width: int, height: int) -> tuple[float, tuple[int, int]] | None:
+        """The factor an image of this size is shrunk by for MTCNN (its longer side to at most
+        max_side) and the size it is shrunk to; None when that is too small to hold a face."""
+        scale = max(width, height) / self.max_side if max(width, height) > self.max_side else 1.0
+        size = (round(width / scale), round(height / scale))
+        return None if min(size) < MTCNN_MIN_SIDE else (scale, size)
+
     def working_image(self, image: Image.Image) -> Working | None:
         """The image MTCNN looks at (shrunk so its longer side is at most max_side) and the
         factor that maps its boxes back; None when it is too small to hold a face. Callers with
         threads to spare may make it themselves and hand it to detect_many."""
-        scale = max(image.size) / self.max_side if max(image.size) > self.max_side else 1.0
-        size = (round(image.width / scale), round(image.height / scale))
-        if min(size) < MTCNN_MIN_SIDE:
+        geometry = self.working_size(image.width, image.height)
+        if geometry is None:
             return None
+        scale, size = geometry
         if scale == 1.0:
             return Working(1.0, image)
         work = image.reduce(int(scale)) if scale >= 2 else image  # a fast box filter first
@@ -213,11 +215,10 @@ class FaceDetector:
         """working_image for H x W x 3 uint8 pixels on any device, computed there: the same box
         filter (average pooling, partial boxes at the edges averaged over what they cover) and
         then the same antialiased bilinear resize Pillow uses."""
-        height, width = int(pixels.shape[0]), int(pixels.shape[1])
-        scale = max(height, width) / self.max_side if max(height, width) > self.max_side else 1.0
-        size = (round(width / scale), round(height / scale))
-        if min(size) < MTCNN_MIN_SIDE:
+        geometry = self.working_size(int(pixels.shape[1]), int(pixels.shape[0]))
+        if geometry is None:
             return None
+        scale, size = geometry
         if scale == 1.0:
             return Working(1.0, pixels)
         work = pixels.permute(2, 0, 1)[None].float()

@@ -93,6 +93,11 @@ class Predicted:
     prediction: Prediction
 
 
+def job_failed(error: DetectorError) -> JobFailed:
+    """A detector error as the failure of the job whose image it was."""
+    return JobFailed(error.message, code=error.code)
+
+
 DECODES = ("auto", "pillow", "device")
 
 
@@ -143,7 +148,7 @@ class PredictorDetector:
                 return Decoded(None, None, data)
             image = decode_image(data, max_pixels=self.max_pixels)
         except DetectorError as exc:
-            raise JobFailed(exc.message, code=exc.code) from exc
+            raise job_failed(exc) from exc
         return Decoded(image, self.predictor.detector.working_image(image))
 
     def predict_group(self, decoded: list[Decoded]) -> list[Predicted | JobFailed]:
@@ -172,11 +177,12 @@ class PredictorDetector:
             pixels = decode_jpegs([decoded[i].data for i in pending], self.predictor.device)  # type: ignore[misc]
             ready: list[Decoded | JobFailed] = list(decoded)
             for i, got in zip(pending, pixels):
-                if isinstance(got, DetectorError):
-                    ready[i] = JobFailed(got.message, code=got.code)
-                    continue
                 # Crops, the re-encode check and the overlays work on the host copy.
-                ready[i] = Decoded(Image.fromarray(got.cpu().numpy()), detector.working_pixels(got))
+                ready[i] = (
+                    job_failed(got)
+                    if isinstance(got, DetectorError)
+                    else Decoded(Image.fromarray(got.cpu().numpy()), detector.working_pixels(got))
+                )
         return ready
 
     def finish(self, predicted: Predicted) -> Analysis:
